@@ -1,0 +1,23 @@
+# The two set-up commands: `make demo` and `make test`. Both create .venv when missing and install.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEPLOYTOOL := $(abspath $(VENV))/bin/deploytool
+DEMO := build/demo
+
+.PHONY: demo test install clean
+
+install:
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+
+# Quantize the embedded digits CNN on real digit images, export for Android and iOS, check parity.
+demo: install
+	$(PY) -m model_zoo.digits.images $(DEMO)/digits
+	cd $(DEMO) && $(DEPLOYTOOL) quantize --model zoo:digits --calib digits --holdout 0.5
+	cd $(DEMO) && $(DEPLOYTOOL) export --target android,ios
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf build

@@ -1,0 +1,412 @@
+"""The whole story in one place: load -> capture -> quantize -> lower -> verify -> report.
+
+The CLI and notebooks call these same functions:
+
+    >>> from deploytool import api
+    >>> config = api.load_config(overrides={"model": "zoo:digits"})
+    >>> api.quantize(config)
+    >>> reports = api.export(config, targets=("android",))
+    >>> reports[0].passed
+    True
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploytool.config import InputSpec, Precision, Preprocess, ProjectConfig, load_config
+from deploytool.data import Split, split
+from deploytool.errors import DataError, ParityFailed, UsageError
+from deploytool.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
+from deploytool.report import TargetReport, versions
+
+log = logging.getLogger("deploytool")
+
+__all__ = ["load_config", "prepare", "quantize", "export", "check", "Prepared", "QuantizeResult"]
+
+QUANT_DIR = "quantized"
+
+
+@dataclass
+class Prepared:
+    """The model with its data: everything the steps after loading need."""
+
+    config: ProjectConfig
+    loaded: Any  # deploytool.loading.Loaded
+    inputs: tuple[InputSpec, ...]
+    preprocess: Preprocess | None
+    split: Split
+    example_inputs: tuple  # torch tensors, batch 1, from the first calibration sample
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(f"output_{i}" for i in range(len(self.eager_outputs_shape())))
+
+    def eager_outputs_shape(self) -> list[tuple[int, ...]]:
+        return [tuple(o.shape) for o in _as_list(self.loaded.module(*self.example_inputs))]
+
+    def cache_key(self) -> str:
+        """Changes whenever the model, the calibration data or any option that shapes the program changes."""
+        parts = {"model": self.loaded.fingerprint(), "data": self.split.calibration.fingerprint(),
+                 "quantize": self.config.quantize, "inputs": self.inputs, "preprocess": self.preprocess,
+                 "batch": self.config.data.batch_size, "versions": versions()}
+        return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]
+
+
+@dataclass
+class QuantizeResult:
+    program_path: Path
+    cache_key: str
+    reused: bool
+    calibration_samples: int
+    held_out_samples: int
+    capture_method: str
+    reference_parity: Any  # Comparison of the quantized program vs eager, in-process
+
+
+def prepare(config: ProjectConfig) -> Prepared:
+    """Load the model and open its data; check that samples and model fit together."""
+    from deploytool.data.sources import open_dataset
+    from deploytool.loading import load
+
+    if not config.model:
+        raise UsageError("No model given.", hint="Pass --model (zoo:NAME, torchvision:NAME, file.py:factory, "
+                                                 "pkg.module:factory or a .pt2), or set `model` in deploytool.toml.")
+    started = time.perf_counter()
+    loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
+                  trust_checkpoint=config.trust_checkpoint)
+    preprocess = config.preprocess or loaded.preprocess or Preprocess()
+    inputs = config.inputs or loaded.inputs
+    input_names = tuple(i.name for i in inputs) or loaded.input_names
+    calib = config.data.calib
+    if calib is None and loaded.zoo_entry is not None:
+        calib = str(loaded.zoo_entry.write_data(config.output_dir / "data" / loaded.zoo_entry.name))
+        log.info("calibration data: %s", loaded.zoo_entry.data_note)
+    if calib is None:
+        raise DataError("No calibration data given.",
+                        hint="Pass --calib DIR with real samples (images, .npy/.npz/.pt), or set data.calib. "
+                             "`--calib random` works too, but then nothing is verified.")
+    dataset = open_dataset(calib, base_dir=config.base_dir, preprocess=preprocess, input_names=input_names,
+                           inputs=inputs)
+    parts = split(dataset, holdout=config.data.holdout, holdout_min=config.data.holdout_min,
+                  calib_limit=config.data.calib_limit)
+    first_ref, first = next(parts.calibration.samples())
+    inputs = _check_inputs(inputs, input_names, first, first_ref.key, config)
+    example_inputs = _to_torch(first, inputs)
+    prepared = Prepared(config, loaded, inputs, preprocess, parts, example_inputs)
+    _check_model_accepts(prepared, first_ref.key)
+    prepared.timings["load"] = time.perf_counter() - started
+    log.info("loaded %s; data: %s (%d to calibrate, %d held out)", config.model, dataset.description,
+             len(parts.calibration), len(parts.held_out))
+    return prepared
+
+
+def quantize(config: ProjectConfig, prepared: Prepared | None = None) -> QuantizeResult:
+    """Capture, quantize to int8 on the calibration split, save the program for `export` to reuse."""
+    from deploytool.capture import capture
+    from deploytool.quantize.pt2e import quantize as quantize_pt2e
+
+    prepared = prepared or prepare(config)
+    key = prepared.cache_key()
+    folder = config.output_dir / QUANT_DIR
+    record = _read_record(folder)
+    program_path = folder / "program.pt2"
+    if record and record.get("cache_key") == key and program_path.is_file():
+        log.info("reusing the quantized program in %s (model, data and options unchanged)", folder)
+        program, reused, method = _load_program(program_path), True, record["capture_method"]
+    else:
+        started = time.perf_counter()
+        captured = capture(prepared.loaded.module, prepared.example_inputs)
+        prepared.timings["capture"] = time.perf_counter() - started
+        started = time.perf_counter()
+        quantized = quantize_pt2e(captured, recipe=config.quantize, calibration=prepared.split.calibration,
+                                  example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
+        prepared.timings["quantize"] = time.perf_counter() - started
+        program, reused, method = quantized.program, False, captured.method
+        _save_program(program, program_path)
+    reference = _compare_in_process(prepared, program.module(), "quantized program (int8, before lowering)")
+    result = QuantizeResult(program_path, key, reused, len(prepared.split.calibration), len(prepared.split.held_out),
+                            method, reference)
+    if not reused:
+        atomic_write_json(folder / "quantize.json", {
+            "cache_key": key, "capture_method": method, "config": _replayable(config),
+            "calibration": _calibration_summary(prepared), "versions": versions(),
+        })
+    return result
+
+
+def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None,
+           precision: Precision | None = None, prepared: Prepared | None = None) -> list[TargetReport]:
+    """Lower to each target's artifact, write manifest and report, and verify it in its runtime."""
+    from deploytool.capture import export as export_program
+    from deploytool.registry import TARGETS
+
+    targets = targets or config.targets
+    for target in targets:
+        TARGETS.get(target)
+    prepared = prepared or prepare(config)
+    precision = precision or config.precision or _default_precision(config)
+    quant = None
+    if precision is Precision.INT8:
+        quant = quantize(config, prepared)
+        program = _load_program(quant.program_path)
+    else:
+        program = export_program(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=False)
+    reports = []
+    eager = _eager_outputs(prepared)
+    reference = _module_outputs(prepared, program.module()) if quant else None
+    lowered: dict[str, tuple[bytes, Any, float]] = {}
+    for target in targets:
+        from deploytool.export.executorch import lower_pte
+
+        if "pte" not in lowered:
+            started = time.perf_counter()
+            data, delegation = lower_pte(program)
+            lowered["pte"] = (data, delegation, time.perf_counter() - started)
+        data, delegation, lower_seconds = lowered["pte"]
+        folder = config.output_dir / target
+        artifact_path = atomic_write_bytes(folder / "model.pte", data)
+        report = _verify_and_report(prepared, target, precision, artifact_path, delegation, eager, reference,
+                                    quant, lower_seconds)
+        reports.append(report)
+    return reports
+
+
+def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None,
+          prepared: Prepared | None = None) -> list[TargetReport]:
+    """Re-run parity on artifacts already in the output folder (a CI gate)."""
+    prepared = prepared or prepare(config)
+    folders = [config.output_dir / t for t in (targets or config.targets)]
+    missing = [f for f in folders if not (f / "manifest.json").is_file()]
+    if missing:
+        raise UsageError(f"No exported artifact in {missing[0]}.", hint="Run `deploytool export` first.")
+    eager = _eager_outputs(prepared)
+    reports = []
+    for folder in folders:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        artifact_path = folder / manifest["artifact"]["file"]
+        if sha256_file(artifact_path) != manifest["artifact"]["sha256"]:
+            raise ParityFailed(f"{artifact_path} does not match the sha256 in its manifest; it changed after export.",
+                               hint="Re-run `deploytool export`.")
+        precision = Precision(manifest["artifact"]["precision"])
+        quant = quantize(config, prepared) if precision is Precision.INT8 else None
+        reference = None
+        if quant:
+            reference = _module_outputs(prepared, _load_program(quant.program_path).module())
+        reports.append(_verify_and_report(prepared, folder.name, precision, artifact_path, None, eager, reference,
+                                          quant, None))
+    return reports
+
+
+# --- verification and reporting -----------------------------------------------------------------------
+
+
+def _verify_and_report(prepared: Prepared, target: str, precision: Precision, artifact_path: Path, delegation,
+                       eager: list[list[np.ndarray]], reference, quant: QuantizeResult | None,
+                       lower_seconds: float | None) -> TargetReport:
+    from deploytool.parity import accuracy, compare
+    from deploytool.runtime import run_artifact
+
+    config = prepared.config
+    held = list(_held_out(prepared))
+    started = time.perf_counter()
+    run = run_artifact(artifact_path, "pte", [_batch_of_one(s, prepared.inputs) for _, s in held],
+                       timeout_s=config.parity.timeout_s)
+    comparisons, acc = [], {}
+    names = prepared.output_names
+    if run.ok:
+        candidate = f"{artifact_path.name} ({precision.value})"
+        comparisons.append(compare(eager, run.outputs, output_names=names, candidate_name=candidate,
+                                   reference_name="eager fp32", thresholds=config.parity.for_precision(precision)))
+        if reference is not None:
+            comparisons.append(compare(reference, run.outputs, output_names=names, candidate_name=candidate,
+                                       reference_name="quantized reference", thresholds=config.parity.int8_vs_reference))
+        labels = [ref.label for ref, _ in held]
+        acc = {"eager_fp32": accuracy(eager, labels), "artifact": accuracy(run.outputs, labels),
+               "labelled_samples": sum(y is not None for y in labels)}
+    verify_seconds = time.perf_counter() - started
+    report = TargetReport(
+        model=config.model, target=target, precision=precision.value, artifact_path=artifact_path,
+        size_bytes=artifact_path.stat().st_size, sha256=sha256_file(artifact_path), delegation=delegation,
+        comparisons=comparisons, run_error=run.error, accuracy=acc if acc.get("eager_fp32") is not None else {},
+        calibration=_calibration_summary(prepared), capture_method=quant.capture_method if quant else None,
+        unverified=prepared.split.calibration.is_random,
+        timings={**prepared.timings, **({"lower": lower_seconds} if lower_seconds else {}), "verify": verify_seconds},
+    )
+    folder = artifact_path.parent
+    atomic_write_json(folder / "manifest.json", _manifest(prepared, artifact_path, precision, report))
+    atomic_write_json(folder / "report.json", report.to_dict())
+    return report
+
+
+def _manifest(prepared: Prepared, artifact_path: Path, precision: Precision, report: TargetReport) -> dict:
+    """What an app needs to run the artifact. No timestamps: the same inputs give the same bytes."""
+    from deploytool.config import _to_plain
+
+    shapes = prepared.eager_outputs_shape()
+    return {
+        "schema": "deploytool.manifest/1",
+        "model": prepared.config.model,
+        "artifact": {"file": artifact_path.name, "format": "pte", "sha256": report.sha256,
+                     "precision": precision.value, "backend": "xnnpack"},
+        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in prepared.inputs],
+        "outputs": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(prepared.output_names, shapes)],
+        "preprocess": {"kind": "image", **_to_plain(prepared.preprocess)} if _is_image_data(prepared) else None,
+        "labels": list(prepared.config.labels or prepared.split.calibration.labels or prepared.loaded.labels) or None,
+        "versions": versions(),
+    }
+
+
+def _is_image_data(prepared: Prepared) -> bool:
+    return prepared.split.calibration.description.startswith("image folder")
+
+
+def _calibration_summary(prepared: Prepared) -> dict[str, Any]:
+    calibration = prepared.split.calibration
+    return {"source": calibration.description, "samples": len(calibration),
+            "held_out": len(prepared.split.held_out), "random": calibration.is_random}
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+
+def _default_precision(config: ProjectConfig) -> Precision:
+    """int8 once `quantize` has run in this output folder, fp32 otherwise."""
+    return Precision.INT8 if (config.output_dir / QUANT_DIR / "quantize.json").is_file() else Precision.FP32
+
+
+def recorded_config(output_dir: Path) -> dict[str, Any] | None:
+    """The config the last `quantize` in this folder ran with, so `export` needs no repeated flags."""
+    record = _read_record(output_dir / QUANT_DIR)
+    return record.get("config") if record else None
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    path = folder / "quantize.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        log.warning("ignoring unreadable %s", path)
+        return None
+
+
+def _replayable(config: ProjectConfig) -> dict[str, Any]:
+    """The config with its paths made absolute, so it replays from any folder."""
+    plain = config.to_dict()
+    if config.model and ".py:" in config.model:
+        file, _, factory = config.model.partition(":")
+        plain["model"] = f"{config.path(file)}:{factory}"
+    elif config.model and config.model.endswith(".pt2"):
+        plain["model"] = str(config.path(config.model))
+    if config.weights:
+        plain["weights"] = str(config.path(config.weights))
+    if config.data.calib and config.data.calib != "random":
+        plain["data"]["calib"] = str(config.path(config.data.calib))
+    plain["output"] = str(config.output_dir)
+    return plain
+
+
+def _save_program(program, path: Path) -> None:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_program(path: Path):
+    import torch
+    import torchao.quantization.pt2e  # noqa: F401  registers the quantized_decomposed ops the program uses
+
+    return torch.export.load(path)
+
+
+def _held_out(prepared: Prepared):
+    return prepared.split.held_out.samples()
+
+
+def _eager_outputs(prepared: Prepared) -> list[list[np.ndarray]]:
+    return _module_outputs(prepared, prepared.loaded.module)
+
+
+def _module_outputs(prepared: Prepared, module) -> list[list[np.ndarray]]:
+    """In-process outputs on the held-out samples, one sample per call as the artifact runs them."""
+    import torch
+
+    with torch.inference_mode():
+        return [_as_numpy(module(*_to_torch(s, prepared.inputs))) for _, s in _held_out(prepared)]
+
+
+def _compare_in_process(prepared: Prepared, module, name: str):
+    from deploytool.parity import compare
+
+    eager = _eager_outputs(prepared)
+    quantized = _module_outputs(prepared, module)
+    return compare(eager, quantized, output_names=prepared.output_names, candidate_name=name,
+                   reference_name="eager fp32", thresholds=prepared.config.parity.int8)
+
+
+def _as_list(outputs) -> list:
+    if isinstance(outputs, (list, tuple)):
+        return [o for item in outputs for o in _as_list(item)]
+    if isinstance(outputs, dict):
+        return [o for item in outputs.values() for o in _as_list(item)]
+    return [outputs]
+
+
+def _as_numpy(outputs) -> list[np.ndarray]:
+    return [o.detach().float().numpy().copy() for o in _as_list(outputs)]
+
+
+def _batch_of_one(sample, inputs: tuple[InputSpec, ...]) -> tuple[np.ndarray, ...]:
+    """A sample as the model's batch-1 inputs, in the configured dtypes."""
+    return tuple(np.ascontiguousarray(a, dtype=spec.dtype)[None] for a, spec in zip(sample, inputs))
+
+
+def _to_torch(sample, inputs: tuple[InputSpec, ...]) -> tuple:
+    import torch
+
+    return tuple(torch.from_numpy(a) for a in _batch_of_one(sample, inputs))
+
+
+def _check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, key: str,
+                  config: ProjectConfig) -> tuple[InputSpec, ...]:
+    """Configured shapes must match the data; with no configuration, the first sample defines them."""
+    if len(first) != len(names):
+        raise DataError(f"{key}: a sample holds {len(first)} input(s), the model takes {len(names)} ({', '.join(names)}).",
+                        hint="For several inputs use .npz with one array per forward() argument name.")
+    if not inputs:
+        return tuple(InputSpec(n, (1, *a.shape), str(a.dtype) if a.dtype != np.float64 else "float32")
+                     for n, a in zip(names, first))
+    for spec, array in zip(inputs, first):
+        if tuple(spec.shape[1:]) != tuple(array.shape):
+            raise DataError(
+                f"{key}: input '{spec.name}' has shape {list(array.shape)}, but inputs.{spec.name}.shape expects "
+                f"{list(spec.shape[1:])} per sample (model input {list(spec.shape)}).",
+                hint="Fix `inputs` in the config, or preprocess.resize/center_crop so images come out at that size.")
+    return inputs
+
+
+def _check_model_accepts(prepared: Prepared, key: str) -> None:
+    import torch
+
+    try:
+        with torch.inference_mode():
+            prepared.loaded.module(*prepared.example_inputs)
+    except Exception as exc:  # the user's forward can raise anything on a wrong shape
+        shapes = ", ".join(f"{i.name} {list(i.shape)}" for i in prepared.inputs)
+        raise DataError(f"The model rejects the data's input shape ({shapes}, from {key}): "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                        hint="Make the data match the model: set preprocess.resize/center_crop for images, or "
+                             "reshape the arrays.") from exc
+

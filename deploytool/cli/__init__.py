@@ -1,0 +1,89 @@
+"""`deploytool` command line. Imports no torch: heavy work is imported inside each command."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+import warnings
+
+import click
+
+from deploytool.cli.check import check
+from deploytool.cli.export import export
+from deploytool.cli.quantize import quantize
+from deploytool.cli.targets import targets
+from deploytool.errors import DeployError
+
+EXAMPLES = """
+\b
+Examples:
+  deploytool quantize --model model.py:build --calib photos/
+  deploytool export --target android,ios
+  deploytool check
+"""
+
+
+@click.group(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs and full tracebacks (or DEPLOYTOOL_DEBUG=1).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.version_option(package_name="deploytool")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """Take an eager PyTorch model to a phone and a server, int8-quantized on real data, and prove on
+    held-out real inputs that the artifact still matches the eager model."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose or os.environ.get("DEPLOYTOOL_DEBUG") == "1"
+    _setup_logging(logging.DEBUG if ctx.obj["verbose"] else logging.WARNING if quiet else logging.INFO)
+
+
+for command in (quantize, export, check, targets):
+    cli.add_command(command)
+
+
+def _setup_logging(level: int) -> None:
+    logger = logging.getLogger("deploytool")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if level > logging.INFO else "%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    if level > logging.DEBUG:
+        # torch, torchao and executorch log optional-kernel and deprecation noise that users cannot act on.
+        for noisy in ("torch", "torch.utils._pytree", "torchao", "executorch"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|torchao|executorch)\.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: turns DeployErrors into `error:`/`hint:` lines and exit codes."""
+    verbose = os.environ.get("DEPLOYTOOL_DEBUG") == "1" or any(a in ("-v", "--verbose") for a in (argv or sys.argv[1:]))
+    try:
+        cli.main(args=argv, prog_name="deploytool", standalone_mode=False)
+    except DeployError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted; nothing half-written was left behind.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; nothing half-written was left behind.", err=True)
+        sys.exit(130)
+    except Exception:  # a bug in deploytool: show where, ask for a report
+        if verbose:
+            traceback.print_exc()
+        else:
+            kind, value, _ = sys.exc_info()
+            click.echo(f"internal error: {kind.__name__}: {value}", err=True)
+            click.echo("hint: re-run with -v for the traceback and report it.", err=True)
+        sys.exit(70)

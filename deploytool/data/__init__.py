@@ -1,0 +1,127 @@
+"""Calibration and evaluation data: list samples cheaply, load them lazily, split deterministically.
+
+A `Dataset` knows its sample keys up front (file names, `file.npy#index`) and loads a sample only when
+asked, so a folder of 10,000 images is never held in memory at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploytool.errors import DataError
+
+log = logging.getLogger("deploytool")
+
+Arrays = tuple[np.ndarray, ...]  # one sample: one array per model input, without the batch axis
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    key: str  # stable identity: decides the split, names the sample in messages
+    path: Path
+    index: int | None = None  # position inside a multi-sample file
+    label: int | None = None
+
+
+class SampleSkipped(Exception):
+    """A single unreadable sample; the dataset skips it with a warning."""
+
+
+@dataclass
+class Dataset:
+    """Sample references plus a loader. `labels` names the classes when the folder layout gives them."""
+
+    refs: list[SampleRef]
+    load_one: Callable[[SampleRef], Arrays]
+    description: str
+    labels: tuple[str, ...] = ()
+    is_random: bool = False
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def subset(self, refs: Sequence[SampleRef]) -> Dataset:
+        return Dataset(list(refs), self.load_one, self.description, self.labels, self.is_random)
+
+    def samples(self) -> Iterator[tuple[SampleRef, Arrays]]:
+        """Yield loaded samples, skipping unreadable ones with a warning; fail if none could be read."""
+        loaded = 0
+        skipped: list[str] = []
+        for ref in self.refs:
+            try:
+                arrays = self.load_one(ref)
+            except SampleSkipped as exc:
+                log.warning("skipping %s: %s", ref.key, exc)
+                skipped.append(ref.key)
+                continue
+            loaded += 1
+            yield ref, arrays
+        if self.refs and not loaded:
+            raise DataError(f"None of the {len(self.refs)} samples in {self.description} could be read "
+                            f"(first: {skipped[0]}).", hint="Check the files named in the warnings above.")
+
+    def batches(self, batch_size: int) -> Iterator[tuple[list[SampleRef], Arrays]]:
+        """Stacked batches: one array per input, batch axis first."""
+        refs: list[SampleRef] = []
+        rows: list[Arrays] = []
+        for ref, arrays in self.samples():
+            refs.append(ref)
+            rows.append(arrays)
+            if len(rows) == batch_size:
+                yield refs, _stack(rows)
+                refs, rows = [], []
+        if rows:
+            yield refs, _stack(rows)
+
+    def fingerprint(self) -> str:
+        """Content hash of the samples' files and positions, for cache keys."""
+        digest = hashlib.sha256(self.description.encode())
+        seen: set[Path] = set()
+        for ref in self.refs:
+            digest.update(f"{ref.key}|{ref.index}|{ref.label}".encode())
+            if ref.path not in seen and ref.path.is_file():
+                seen.add(ref.path)
+                digest.update(_file_digest(ref.path))
+        return digest.hexdigest()
+
+
+def _stack(rows: list[Arrays]) -> Arrays:
+    return tuple(np.stack(column) for column in zip(*rows))
+
+
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class Split:
+    calibration: Dataset
+    held_out: Dataset
+
+
+def split(dataset: Dataset, *, holdout: float, holdout_min: int, calib_limit: int | None) -> Split:
+    """Deterministic split on a hash of each key: adding files never reshuffles the others.
+
+    The held-out part is never used for calibration; it is what parity runs on.
+    """
+    if len(dataset) < 2:
+        raise DataError(f"{dataset.description} holds {len(dataset)} sample(s); at least 2 are needed, one to "
+                        "calibrate and one held out for the parity check.", hint="Add more samples.")
+    ordered = sorted(dataset.refs, key=lambda ref: hashlib.sha256(ref.key.encode()).hexdigest())
+    n_held = max(math.ceil(len(ordered) * holdout), min(holdout_min, len(ordered) // 2))
+    n_held = min(n_held, len(ordered) - 1)
+    held, calib = ordered[:n_held], ordered[n_held:]
+    if calib_limit is not None:
+        calib = calib[:calib_limit]
+    # Within each part, keep a readable order (by key) so logs and reports are stable.
+    return Split(dataset.subset(sorted(calib, key=lambda r: r.key)), dataset.subset(sorted(held, key=lambda r: r.key)))

@@ -1,0 +1,57 @@
+"""Turn a `--calib` value into a Dataset: an image folder, array files, or (only when asked) random data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deploytool.config import InputSpec, Preprocess
+from deploytool.data import Dataset, SampleRef
+from deploytool.data.arrays import ARRAY_SUFFIXES, array_files
+from deploytool.data.images import IMAGE_SUFFIXES, image_folder, list_images
+from deploytool.errors import DataError
+
+RANDOM = "random"
+RANDOM_SAMPLES = 64  # enough to exercise every range; the result is still unverified
+
+
+def open_dataset(spec: str, *, base_dir: Path, preprocess: Preprocess, input_names: tuple[str, ...],
+                 inputs: tuple[InputSpec, ...] = ()) -> Dataset:
+    """`spec` is a folder of images or array files, an array file, or the literal 'random'."""
+    if spec == RANDOM:
+        return random_dataset(inputs)
+    path = (base_dir / spec).resolve()
+    if not path.exists():
+        raise DataError(f"Calibration data {path} does not exist.",
+                        hint="Point --calib at a folder of images or a .npy/.npz/.pt file.")
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise DataError(f"{path} is a single image; calibration needs a folder of them.",
+                            hint=f"Use --calib {path.parent}")
+        if path.suffix not in ARRAY_SUFFIXES:
+            raise DataError(f"{path}: unsupported data file type '{path.suffix}'.",
+                            hint="Use a folder of jpg/png/webp/bmp images, or .npy, .npz or .pt files.")
+        dataset = array_files([path], input_names, f"{path}")
+    elif list_images(path):
+        dataset = image_folder(path, preprocess)
+    else:
+        files = sorted(p for p in path.rglob("*") if p.suffix in ARRAY_SUFFIXES and p.is_file())
+        dataset = array_files(files, input_names, f"array folder {path}")
+    if not len(dataset):
+        raise DataError(f"Calibration folder {path} holds no images (jpg, png, webp, bmp) or arrays (.npy, .npz, "
+                        ".pt).", hint="Point --calib at the folder that holds your real samples.")
+    return dataset
+
+
+def random_dataset(inputs: tuple[InputSpec, ...]) -> Dataset:
+    """Seeded random samples. Only for `--calib random`: results on it prove nothing and say so."""
+    if not inputs:
+        raise DataError("--calib random needs the input shapes, and none are configured.",
+                        hint="Add [[inputs]] with name, shape and dtype to the config.")
+
+    def load(ref: SampleRef):
+        rng = np.random.default_rng(ref.index)
+        return tuple(rng.standard_normal(spec.shape[1:]).astype(spec.dtype) for spec in inputs)
+
+    refs = [SampleRef(key=f"random#{i:03d}", path=Path(RANDOM), index=i) for i in range(RANDOM_SAMPLES)]
+    return Dataset(refs, load, "random data (unverified)", is_random=True)

@@ -1,0 +1,75 @@
+"""The DeployError tree. Each class carries its exit code; the CLI prints `error:`/`hint:` lines."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DeployError(Exception):
+    """Base of every error the tool reports to users. `hint` says what to type or change next."""
+
+    exit_code = 70
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DeployError):
+    """Bad flags or arguments."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config file or config value is invalid."""
+
+
+class DataError(UsageError):
+    """Calibration or evaluation data is missing, unreadable or does not fit the model."""
+
+
+class ModelLoadError(UsageError):
+    """A model spec, factory or checkpoint could not be turned into a module."""
+
+
+class MissingDependencyError(DeployError):
+    """An optional package or tool is not installed."""
+
+    exit_code = 3
+
+
+class StageError(DeployError):
+    """Capture, quantization or lowering failed."""
+
+    exit_code = 4
+
+
+class CaptureError(StageError):
+    pass
+
+
+class QuantizeError(StageError):
+    pass
+
+
+class LowerError(StageError):
+    pass
+
+
+class ParityFailed(DeployError):
+    """Artifacts were written but do not match eager within the thresholds."""
+
+    exit_code = 1
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`Did you mean 'x'? Known: a, b.` — the tail of every unknown-name message."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    guess = f"Did you mean '{close[0]}'? " if close else ""
+    return f"{guess}Known: {', '.join(known)}."

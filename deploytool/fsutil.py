@@ -1,0 +1,58 @@
+"""Atomic writes: a temp file in the same folder, fsync, then rename over the target.
+
+A crash or Ctrl-C mid-write leaves the previous file untouched and never a half-written one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from deploytool.errors import UsageError
+
+
+class OutputError(UsageError):
+    """The output folder cannot be created or written."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"Cannot write into {path.parent}: {exc.strerror}.",
+                          hint="Choose a writable folder with --output, or fix its permissions.") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException as exc:  # includes KeyboardInterrupt: never leave the temp file behind
+        Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"Writing {path} failed: {exc.strerror}; the previous file (if any) is untouched.",
+                              hint="Free disk space or choose another --output.") from None
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, value: Any) -> Path:
+    return atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

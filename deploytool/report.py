@@ -1,0 +1,135 @@
+"""Reports: one dataclass per target, JSON for machines, a table and a checklist for people."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "deploytool.report/1"
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("deploytool", "torch", "torchao", "executorch", "torchvision", "onnx", "onnxruntime"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+@dataclass
+class TargetReport:
+    model: str
+    target: str
+    precision: str
+    artifact_path: Path
+    size_bytes: int
+    sha256: str
+    delegation: Any  # deploytool.export.Delegation | None
+    comparisons: list  # [deploytool.parity.Comparison]
+    run_error: str | None  # the artifact did not load or crashed in its runtime
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    capture_method: str | None = None
+    unverified: bool = False  # calibrated and checked on random data
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.run_error is None and bool(self.comparisons) and all(c.passed for c in self.comparisons)
+
+    def vs_eager(self):
+        return self.comparisons[0] if self.comparisons else None
+
+    def to_dict(self) -> dict[str, Any]:
+        delegation = None
+        if self.delegation is not None:
+            delegation = {**dataclasses.asdict(self.delegation), "share": round(self.delegation.share, 4)}
+        return {
+            "schema": SCHEMA,
+            "model": self.model,
+            "target": self.target,
+            "precision": self.precision,
+            "artifact": {"file": self.artifact_path.name, "size_bytes": self.size_bytes, "sha256": self.sha256},
+            "delegation": delegation,
+            "capture": {"method": self.capture_method},
+            "calibration": self.calibration,
+            "parity": {
+                "passed": self.passed,
+                "unverified": self.unverified,
+                "run_error": self.run_error,
+                "comparisons": [_comparison_dict(c) for c in self.comparisons],
+            },
+            "accuracy": self.accuracy or None,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+        }
+
+
+def _comparison_dict(comparison) -> dict[str, Any]:
+    return {
+        "candidate": comparison.candidate,
+        "reference": comparison.reference,
+        "samples": comparison.samples,
+        "passed": comparison.passed,
+        "outputs": [dataclasses.asdict(m) for m in comparison.outputs],
+        "checks": [{**dataclasses.asdict(c), "passed": c.passed} for c in comparison.checks],
+    }
+
+
+def summary_table(reports: list[TargetReport]) -> str:
+    """The stdout table: model, target, precision, size, delegated share, parity."""
+    header = ("model", "target", "precision", "size", "delegated", "SQNR", "top-1 agr", "parity")
+    rows = [header]
+    for r in reports:
+        eager = r.vs_eager()
+        first = eager.outputs[0] if eager else None
+        delegated = f"{r.delegation.share:.0%}" if r.delegation else "-"
+        parity = "PASS" if r.passed else ("CRASH" if r.run_error else "FAIL")
+        if r.unverified:
+            parity += " (unverified: random data)"
+        rows.append((r.model, r.target, r.precision, _size(r.size_bytes), delegated,
+                     f"{first.sqnr_db:.1f} dB" if first else "-",
+                     f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-", parity))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def details(reports: list[TargetReport]) -> str:
+    """Checklists, accuracy and failures under the table."""
+    lines: list[str] = []
+    for r in reports:
+        lines.append(f"\n{r.target}: {r.artifact_path}")
+        if r.run_error:
+            lines.append(f"  [FAIL] the artifact did not run: {r.run_error}")
+        for comparison in r.comparisons:
+            lines.extend(f"  {line}" for line in comparison.checklist())
+        if r.accuracy:
+            eager, artifact = r.accuracy["eager_fp32"], r.accuracy["artifact"]
+            lines.append(f"  top-1 accuracy on {r.accuracy['labelled_samples']} held-out labelled samples: "
+                         f"eager fp32 {eager:.2%}, {r.artifact_path.name} {r.precision} {artifact:.2%} "
+                         f"({(artifact - eager) * 100:+.1f} points)")
+        if r.delegation and r.delegation.not_delegated:
+            left = ", ".join(f"{op} x{n}" for op, n in r.delegation.not_delegated.items())
+            lines.append(f"  not delegated to XNNPACK: {left}")
+        if r.unverified:
+            lines.append("  UNVERIFIED: calibrated and checked on random data (--calib random); parity proves nothing.")
+    return "\n".join(lines)
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)

@@ -1,0 +1,75 @@
+"""Run an artifact in its real runtime, in a child process.
+
+A crash inside a native runtime (segfault, abort) or a hang becomes a failed `RunResult` naming the
+signal, instead of taking the tool down with it.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploytool.registry import Registry
+
+Arrays = tuple[np.ndarray, ...]
+
+RUNNERS = Registry("artifact format")
+RUNNERS.register("pte", "deploytool.runtime.executorch:run", runtime="ExecuTorch runtime (XNNPACK)")
+
+
+@dataclass
+class RunResult:
+    outputs: list[list[np.ndarray]] | None  # [sample][output]
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_artifact(path: Path, fmt: str, samples: list[Arrays], *, timeout_s: float = 300.0) -> RunResult:
+    """Run every sample through the artifact in a fresh child process."""
+    RUNNERS.get(fmt)  # unknown formats fail here, with suggestions
+    with tempfile.TemporaryDirectory(prefix="deploytool-run-") as scratch:
+        inputs, outputs = Path(scratch) / "inputs.npz", Path(scratch) / "outputs.npz"
+        save_samples(inputs, samples)
+        command = [sys.executable, "-m", "deploytool.runtime.worker", fmt, str(path), str(inputs), str(outputs)]
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return RunResult(None, f"{path.name}: the {fmt} runtime did not finish within {timeout_s:.0f} s (hang?)",
+                             time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        if done.returncode < 0:
+            name = signal.Signals(-done.returncode).name
+            return RunResult(None, f"{path.name}: the {fmt} runtime crashed with {name}{_tail(done.stderr)}", seconds)
+        if done.returncode != 0:
+            return RunResult(None, f"{path.name}: the {fmt} runtime failed{_tail(done.stderr)}", seconds)
+        return RunResult([list(sample) for sample in load_samples(outputs)], None, seconds)
+
+
+def save_samples(path: Path, samples) -> None:
+    """Samples (each a sequence of arrays) as one .npz, keys `s<sample>_<position>`."""
+    np.savez(path, **{f"s{i}_{j}": a for i, sample in enumerate(samples) for j, a in enumerate(sample)})
+
+
+def load_samples(path: Path) -> list[Arrays]:
+    with np.load(path) as data:
+        positions: dict[int, int] = {}
+        for key in data.files:
+            sample, position = (int(part) for part in key[1:].split("_"))
+            positions[sample] = max(positions.get(sample, 0), position + 1)
+        return [tuple(data[f"s{i}_{j}"] for j in range(positions[i])) for i in range(len(positions))]
+
+
+def _tail(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip() and not line.startswith("[cpuinfo")]
+    return f": {lines[-1][:300]}" if lines else ""

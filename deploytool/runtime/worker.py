@@ -1,0 +1,23 @@
+"""Child-process entry: `python -m deploytool.runtime.worker FORMAT ARTIFACT INPUTS.npz OUTPUTS.npz`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    from deploytool.runtime import RUNNERS, load_samples, save_samples
+
+    fmt, artifact, inputs_path, outputs_path = argv
+    samples = load_samples(Path(inputs_path))
+    try:
+        outputs = RUNNERS.get(fmt).load()(Path(artifact), samples)
+    except Exception as exc:  # report any runtime failure as one line for the parent
+        print(f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}", file=sys.stderr)
+        return 1
+    save_samples(Path(outputs_path), outputs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,26 @@
+"""Write the held-out half of the digits as PNG files, one sub-folder per class: real data for the demo."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def write_digit_images(folder: Path) -> Path:
+    from PIL import Image
+
+    from model_zoo.digits.model import digits_as_pixels, split_indices
+
+    pixels, labels = digits_as_pixels()
+    _, held_out = split_indices(len(labels))
+    for index in held_out:
+        target = folder / str(labels[index]) / f"digit_{index:04d}.png"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[index], mode="L").save(target)
+    return folder
+
+
+if __name__ == "__main__":
+    out = write_digit_images(Path(sys.argv[1] if len(sys.argv) > 1 else "digits"))
+    print(f"wrote {sum(1 for _ in out.rglob('*.png'))} digit images (never used in training) to {out}",
+          file=sys.stderr)
