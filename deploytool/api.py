@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from deploytool.config import InputSpec, Precision, Preprocess, ProjectConfig, l
 from deploytool.data import Split, split
 from deploytool.errors import DataError, ParityFailed, UsageError
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
-from deploytool.report import TargetReport, versions
+from deploytool.export import Artifact
+from deploytool.report import ArtifactReport, target_report, versions
+from deploytool.verify import References, verify
 
 log = logging.getLogger("deploytool")
 
@@ -143,120 +145,130 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None) -> Quantiz
     return result
 
 
-def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None,
-           precision: Precision | None = None, prepared: Prepared | None = None) -> list[TargetReport]:
-    """Lower to each target's artifact, write manifest and report, and verify it in its runtime."""
-    from deploytool.capture import export as export_program
-    from deploytool.registry import TARGETS
+def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, formats: tuple[str, ...] | None = None,
+           precision: Precision | None = None, prepared: Prepared | None = None) -> list[ArtifactReport]:
+    """Write each target's artifacts, verify each in its real runtime, write manifest.json and report.json.
 
-    targets = targets or config.targets
-    for target in targets:
-        TARGETS.get(target)
+    A format shared by several targets (the .pte of android and ios) is lowered once and copied.
+    """
+    from deploytool.export import FORMATS, Programs
+
+    plan = plan_formats(targets or config.targets, formats)
     prepared = prepared or prepare(config)
     precision = precision or config.precision or _default_precision(config)
-    quant = None
-    if precision is Precision.INT8:
-        quant = quantize(config, prepared)
-        program = _load_program(quant.program_path)
-    else:
-        program = export_program(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=False)
-    reports = []
-    eager = _eager_outputs(prepared)
-    reference = _module_outputs(prepared, program.module()) if quant else None
-    lowered: dict[str, tuple[bytes, Any, float]] = {}
-    for target in targets:
-        from deploytool.export.executorch import lower_pte
-
-        if "pte" not in lowered:
-            started = time.perf_counter()
-            data, delegation = lower_pte(program)
-            lowered["pte"] = (data, delegation, time.perf_counter() - started)
-        data, delegation, lower_seconds = lowered["pte"]
+    quant = quantize(config, prepared) if precision is Precision.INT8 else None
+    programs = Programs(prepared, precision=precision.value,
+                        int8_program=_load_program(quant.program_path) if quant else None)
+    references = _references(prepared, programs.int8)
+    samples = [_batch_of_one(s, prepared.inputs) for _, s in _held_out(prepared)]
+    built: dict[str, list[Artifact]] = {}
+    reports: list[ArtifactReport] = []
+    for target, target_formats in plan.items():
         folder = config.output_dir / target
-        artifact_path = atomic_write_bytes(folder / "model.pte", data)
-        report = _verify_and_report(prepared, target, precision, artifact_path, delegation, eager, reference,
-                                    quant, lower_seconds)
-        reports.append(report)
+        target_reports = []
+        for fmt in target_formats:
+            if fmt in built:
+                artifacts = [_copy_artifact(a, folder) for a in built[fmt]]
+            else:
+                artifacts = built[fmt] = FORMATS.get(fmt).load()(programs, folder)
+            for artifact in artifacts:
+                log.info("verifying %s in %s", artifact.path.name, FORMATS.get(artifact.format).meta["runtime"])
+                target_reports.append(verify(artifact, target=target, samples=samples, references=references,
+                                             config=config, output_names=prepared.output_names,
+                                             unverified=prepared.split.calibration.is_random))
+        _write_target_files(prepared, folder, target, target_reports, quant)
+        reports.extend(target_reports)
     return reports
 
 
+def plan_formats(targets: tuple[str, ...], formats: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
+    """target -> formats to write. `--format` narrows each target to the formats it supports."""
+    from deploytool.export import FORMATS
+    from deploytool.registry import TARGETS
+
+    for fmt in formats or ():
+        FORMATS.get(fmt)
+    plan = {}
+    for target in targets:
+        supported = TARGETS.get(target).meta["formats"]
+        plan[target] = tuple(f for f in supported if not formats or f in formats)
+    if not any(plan.values()):
+        raise UsageError(f"None of the formats {', '.join(formats or ())} is written for target(s) "
+                         f"{', '.join(targets)}.", hint="`deploytool targets` lists each target's formats.")
+    return {t: f for t, f in plan.items() if f}
+
+
 def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None,
-          prepared: Prepared | None = None) -> list[TargetReport]:
-    """Re-run parity on artifacts already in the output folder (a CI gate)."""
-    prepared = prepared or prepare(config)
-    folders = [config.output_dir / t for t in (targets or config.targets)]
+          prepared: Prepared | None = None) -> list[ArtifactReport]:
+    """Re-run parity on the artifacts already in the output folder (a CI gate)."""
+    from deploytool.export import Artifact
+
+    if targets:
+        folders = [config.output_dir / t for t in targets]
+    else:  # every target exported into this output folder
+        folders = sorted(p.parent for p in config.output_dir.glob("*/manifest.json"))
     missing = [f for f in folders if not (f / "manifest.json").is_file()]
-    if missing:
-        raise UsageError(f"No exported artifact in {missing[0]}.", hint="Run `deploytool export` first.")
-    eager = _eager_outputs(prepared)
+    if missing or not folders:
+        where = missing[0] if missing else config.output_dir
+        raise UsageError(f"No exported artifacts in {where} (no manifest.json).", hint="Run `deploytool export` first.")
+    prepared = prepared or prepare(config)
+    manifests = {folder: json.loads((folder / "manifest.json").read_text()) for folder in folders}
+    int8 = any(a["precision"] == "int8" for m in manifests.values() for a in m["artifacts"])
+    quant = quantize(config, prepared) if int8 else None
+    references = _references(prepared, _load_program(quant.program_path) if quant else None)
+    samples = [_batch_of_one(s, prepared.inputs) for _, s in _held_out(prepared)]
     reports = []
-    for folder in folders:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        artifact_path = folder / manifest["artifact"]["file"]
-        if sha256_file(artifact_path) != manifest["artifact"]["sha256"]:
-            raise ParityFailed(f"{artifact_path} does not match the sha256 in its manifest; it changed after export.",
-                               hint="Re-run `deploytool export`.")
-        precision = Precision(manifest["artifact"]["precision"])
-        quant = quantize(config, prepared) if precision is Precision.INT8 else None
-        reference = None
-        if quant:
-            reference = _module_outputs(prepared, _load_program(quant.program_path).module())
-        reports.append(_verify_and_report(prepared, folder.name, precision, artifact_path, None, eager, reference,
-                                          quant, None))
+    for folder, manifest in manifests.items():
+        target_reports = []
+        for entry in manifest["artifacts"]:
+            path = folder / entry["file"]
+            if not path.is_file() or sha256_file(path) != entry["sha256"]:
+                raise ParityFailed(f"{path} is missing or differs from the sha256 in its manifest; it changed after "
+                                   "export.", hint="Re-run `deploytool export`.")
+            artifact = Artifact(path, entry["format"], entry["precision"])
+            target_reports.append(verify(artifact, target=folder.name, samples=samples, references=references,
+                                         config=config, output_names=prepared.output_names,
+                                         unverified=prepared.split.calibration.is_random))
+        atomic_write_json(folder / "report.json", target_report(target_reports, target=folder.name, extra={
+            "calibration": _calibration_summary(prepared)}))
+        reports.extend(target_reports)
     return reports
 
 
 # --- verification and reporting -----------------------------------------------------------------------
 
 
-def _verify_and_report(prepared: Prepared, target: str, precision: Precision, artifact_path: Path, delegation,
-                       eager: list[list[np.ndarray]], reference, quant: QuantizeResult | None,
-                       lower_seconds: float | None) -> TargetReport:
-    from deploytool.parity import accuracy, compare
-    from deploytool.runtime import run_artifact
-
-    config = prepared.config
-    held = list(_held_out(prepared))
-    started = time.perf_counter()
-    run = run_artifact(artifact_path, "pte", [_batch_of_one(s, prepared.inputs) for _, s in held],
-                       timeout_s=config.parity.timeout_s)
-    comparisons, acc = [], {}
-    names = prepared.output_names
-    if run.ok:
-        candidate = f"{artifact_path.name} ({precision.value})"
-        comparisons.append(compare(eager, run.outputs, output_names=names, candidate_name=candidate,
-                                   reference_name="eager fp32", thresholds=config.parity.for_precision(precision)))
-        if reference is not None:
-            comparisons.append(compare(reference, run.outputs, output_names=names, candidate_name=candidate,
-                                       reference_name="quantized reference", thresholds=config.parity.int8_vs_reference))
-        labels = [ref.label for ref, _ in held]
-        acc = {"eager_fp32": accuracy(eager, labels), "artifact": accuracy(run.outputs, labels),
-               "labelled_samples": sum(y is not None for y in labels)}
-    verify_seconds = time.perf_counter() - started
-    report = TargetReport(
-        model=config.model, target=target, precision=precision.value, artifact_path=artifact_path,
-        size_bytes=artifact_path.stat().st_size, sha256=sha256_file(artifact_path), delegation=delegation,
-        comparisons=comparisons, run_error=run.error, accuracy=acc if acc.get("eager_fp32") is not None else {},
-        calibration=_calibration_summary(prepared), capture_method=quant.capture_method if quant else None,
-        unverified=prepared.split.calibration.is_random,
-        timings={**prepared.timings, **({"lower": lower_seconds} if lower_seconds else {}), "verify": verify_seconds},
-    )
-    folder = artifact_path.parent
-    atomic_write_json(folder / "manifest.json", _manifest(prepared, artifact_path, precision, report))
-    atomic_write_json(folder / "report.json", report.to_dict())
-    return report
+def _references(prepared: Prepared, int8_program) -> References:
+    return References(eager=_eager_outputs(prepared),
+                      int8=_module_outputs(prepared, int8_program.module()) if int8_program is not None else None,
+                      labels=[ref.label for ref, _ in _held_out(prepared)])
 
 
-def _manifest(prepared: Prepared, artifact_path: Path, precision: Precision, report: TargetReport) -> dict:
-    """What an app needs to run the artifact. No timestamps: the same inputs give the same bytes."""
+def _copy_artifact(artifact: Artifact, folder: Path) -> Artifact:
+    path = atomic_write_bytes(folder / artifact.path.name, artifact.path.read_bytes())
+    return replace(artifact, path=path)
+
+
+def _write_target_files(prepared: Prepared, folder: Path, target: str, reports: list[ArtifactReport],
+                        quant: QuantizeResult | None) -> None:
+    extra = {"calibration": _calibration_summary(prepared),
+             "capture": {"method": quant.capture_method} if quant else None}
+    atomic_write_json(folder / "manifest.json", _manifest(prepared, reports))
+    atomic_write_json(folder / "report.json", target_report(reports, target=target, extra=extra))
+
+
+def _manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
+    """What an app needs to run the artifacts. No timestamps: the same inputs give the same bytes."""
     from deploytool.config import _to_plain
 
     shapes = prepared.eager_outputs_shape()
+    artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision}
+                 for r in reports]
     return {
         "schema": "deploytool.manifest/1",
         "model": prepared.config.model,
-        "artifact": {"file": artifact_path.name, "format": "pte", "sha256": report.sha256,
-                     "precision": precision.value, "backend": "xnnpack"},
+        "artifact": {**artifacts[0], "backend": "xnnpack"} if reports[0].format == "pte" else artifacts[0],
+        "artifacts": artifacts,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in prepared.inputs],
         "outputs": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(prepared.output_names, shapes)],
         "preprocess": {"kind": "image", **_to_plain(prepared.preprocess)} if _is_image_data(prepared) else None,
@@ -333,6 +345,7 @@ def _load_program(path: Path):
 
 def _held_out(prepared: Prepared):
     return prepared.split.held_out.samples()
+
 
 
 def _eager_outputs(prepared: Prepared) -> list[list[np.ndarray]]:

@@ -53,14 +53,10 @@ class Registry:
 
 
 TARGETS = Registry("target")
-TARGETS.register(
-    "android", "deploytool.export.executorch:lower_pte", formats=("pte",), runtime="ExecuTorch (XNNPACK)",
-    summary="ExecuTorch .pte with XNNPACK for the Android library (arm64; verified here on x86-64)",
-)
-TARGETS.register(
-    "ios", "deploytool.export.executorch:lower_pte", formats=("pte",), runtime="ExecuTorch (XNNPACK)",
-    summary="ExecuTorch .pte with XNNPACK for the iOS Swift package",
-)
+TARGETS.register("android", "", formats=("pte",),
+                 summary="ExecuTorch .pte with XNNPACK for the Android library (arm64; verified here on x86-64)")
+TARGETS.register("ios", "", formats=("pte",), summary="ExecuTorch .pte with XNNPACK for the iOS Swift package")
+
 
 ZOO = Registry("zoo model")
 

@@ -25,9 +25,10 @@ def versions() -> dict[str, str]:
 
 
 @dataclass
-class TargetReport:
+class ArtifactReport:
     model: str
     target: str
+    format: str
     precision: str
     artifact_path: Path
     size_bytes: int
@@ -36,10 +37,10 @@ class TargetReport:
     comparisons: list  # [deploytool.parity.Comparison]
     run_error: str | None  # the artifact did not load or crashed in its runtime
     accuracy: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=dict)
-    capture_method: str | None = None
+    notes: list[str] = field(default_factory=list)
     unverified: bool = False  # calibrated and checked on random data
     timings: dict[str, float] = field(default_factory=dict)
+    outputs: Any = field(default=None, repr=False)  # the artifact's outputs, for cross-artifact comparison
 
     @property
     def passed(self) -> bool:
@@ -53,25 +54,36 @@ class TargetReport:
         if self.delegation is not None:
             delegation = {**dataclasses.asdict(self.delegation), "share": round(self.delegation.share, 4)}
         return {
-            "schema": SCHEMA,
-            "model": self.model,
-            "target": self.target,
+            "file": self.artifact_path.name,
+            "format": self.format,
             "precision": self.precision,
-            "artifact": {"file": self.artifact_path.name, "size_bytes": self.size_bytes, "sha256": self.sha256},
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "passed": self.passed,
             "delegation": delegation,
-            "capture": {"method": self.capture_method},
-            "calibration": self.calibration,
             "parity": {
-                "passed": self.passed,
                 "unverified": self.unverified,
                 "run_error": self.run_error,
                 "comparisons": [_comparison_dict(c) for c in self.comparisons],
             },
             "accuracy": self.accuracy or None,
+            "notes": self.notes,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions(),
         }
+
+
+def target_report(reports: list[ArtifactReport], *, target: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """report.json of one target folder. The only file with a timestamp: artifacts stay reproducible."""
+    return {
+        "schema": SCHEMA,
+        "model": reports[0].model if reports else None,
+        "target": target,
+        "passed": all(r.passed for r in reports),
+        **extra,
+        "artifacts": [r.to_dict() for r in reports],
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
 
 
 def _comparison_dict(comparison) -> dict[str, Any]:
@@ -85,9 +97,9 @@ def _comparison_dict(comparison) -> dict[str, Any]:
     }
 
 
-def summary_table(reports: list[TargetReport]) -> str:
-    """The stdout table: model, target, precision, size, delegated share, parity."""
-    header = ("model", "target", "precision", "size", "delegated", "SQNR", "top-1 agr", "parity")
+def summary_table(reports: list[ArtifactReport]) -> str:
+    """The stdout table: model, target, artifact, precision, size, delegated share, parity."""
+    header = ("model", "target", "artifact", "precision", "size", "delegated", "SQNR", "top-1 agr", "parity")
     rows = [header]
     for r in reports:
         eager = r.vs_eager()
@@ -96,7 +108,7 @@ def summary_table(reports: list[TargetReport]) -> str:
         parity = "PASS" if r.passed else ("CRASH" if r.run_error else "FAIL")
         if r.unverified:
             parity += " (unverified: random data)"
-        rows.append((r.model, r.target, r.precision, _size(r.size_bytes), delegated,
+        rows.append((r.model, r.target, r.artifact_path.name, r.precision, _size(r.size_bytes), delegated,
                      f"{first.sqnr_db:.1f} dB" if first else "-",
                      f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-", parity))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
@@ -105,11 +117,12 @@ def summary_table(reports: list[TargetReport]) -> str:
     return "\n".join(lines)
 
 
-def details(reports: list[TargetReport]) -> str:
+def details(reports: list[ArtifactReport]) -> str:
     """Checklists, accuracy and failures under the table."""
     lines: list[str] = []
     for r in reports:
         lines.append(f"\n{r.target}: {r.artifact_path}")
+        lines.extend(f"  note: {note}" for note in r.notes)
         if r.run_error:
             lines.append(f"  [FAIL] the artifact did not run: {r.run_error}")
         for comparison in r.comparisons:

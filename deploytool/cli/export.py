@@ -13,9 +13,11 @@ from deploytool.errors import ParityFailed
 """)("export")
 @project_options
 @click.option("--target", "target", help="Comma-separated targets: android, ios (see `deploytool targets`).")
+@click.option("--format", "formats", help="Comma-separated formats to write (default: all of each target's); "
+                                         "see `deploytool targets`.")
 @click.option("--precision", type=click.Choice(["int8", "fp32"]),
               help="Default: int8 when `quantize` ran in this output folder, else fp32.")
-def export(target: str | None, precision: str | None, **flags) -> None:
+def export(target: str | None, formats: str | None, precision: str | None, **flags) -> None:
     """Lower to each target's artifact, then verify it in its real runtime.
 
     Writes <output>/<target>/model.pte, manifest.json and report.json. Parity runs the artifact in the
@@ -24,13 +26,12 @@ def export(target: str | None, precision: str | None, **flags) -> None:
     """
     from deploytool import api
     from deploytool.config import Precision
-    from deploytool.registry import TARGETS
 
     targets = split_list(target)
-    for name in targets or ():
-        TARGETS.get(name)  # a typo fails before any heavy work
     config = build_config(flags)
-    reports = api.export(config, targets=targets, precision=Precision(precision) if precision else None)
+    api.plan_formats(targets or config.targets, split_list(formats))  # typos fail before any heavy work
+    reports = api.export(config, targets=targets, formats=split_list(formats),
+                         precision=Precision(precision) if precision else None)
     show_reports(reports, as_json=flags["as_json"])
 
 

@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
+from pathlib import Path
 
-from deploytool.export import Delegation
 from deploytool.errors import LowerError
+from deploytool.export import Artifact, Delegation, Programs
+from deploytool.fsutil import atomic_write_bytes
 
 log = logging.getLogger("deploytool")
+
+
+def write_pte(programs: Programs, folder: Path) -> list[Artifact]:
+    """`model.pte` from the main program (int8 when quantized)."""
+    started = time.perf_counter()
+    data, delegation = lower_pte(programs.main)
+    path = atomic_write_bytes(folder / "model.pte", data)
+    return [Artifact(path, "pte", programs.precision, delegation, seconds=time.perf_counter() - started)]
 
 
 def lower_pte(program) -> tuple[bytes, Delegation]:

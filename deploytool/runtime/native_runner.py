@@ -1,0 +1,471 @@
+"""Build and drive `deploytool_runner`, a native C++ runner for `.pte` files.
+
+The runner (sources in `native/`) is compiled with CMake against the prebuilt
+ExecuTorch runtime that the `executorch` wheel ships (`lib/libexecutorch*.so`,
+`include/`, `share/cmake/executorch-config.cmake`), so it runs a program the way
+an application embedding `executorch::extension::Module` would: same kernels,
+same XNNPACK delegate, no Python in the process.
+
+`build_runner()` builds it once per (sources, executorch version, wheel location)
+into a cache folder; `run_native()` runs one `.pte` on numpy inputs through it.
+
+Only numpy is imported here; nothing pulls in torch or executorch.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "NativeBuildError",
+    "NativeRunError",
+    "build_runner",
+    "run_native",
+    "default_cache_root",
+    "SOURCE_DIR",
+]
+
+SOURCE_DIR = Path(__file__).resolve().parent / "native"
+RUNNER_NAME = "deploytool_runner" + (".exe" if os.name == "nt" else "")
+MIN_CMAKE = (3, 19)  # what the wheel's executorch-config.cmake demands
+_ERROR_PREFIX = "deploytool_runner: error: "
+
+
+class NativeBuildError(RuntimeError):
+    """The native runner could not be built (missing tool, headers, libraries or a compile error)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, log: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.log = log  # full configure/build output, when there was one
+
+
+class NativeRunError(RuntimeError):
+    """The native runner failed, crashed or timed out on a program."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        returncode: int | None = None,
+        signal_name: str | None = None,
+        stderr: str = "",
+    ):
+        super().__init__(message)
+        self.message = message
+        self.returncode = returncode
+        self.signal_name = signal_name
+        self.stderr = stderr
+
+
+# --------------------------------------------------------------------------- build
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deploytool" / "native"
+
+
+def _executorch_root() -> Path:
+    try:
+        spec = importlib.util.find_spec("executorch")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise NativeBuildError(
+            "cannot build the native runner: the 'executorch' package is not installed",
+            hint="pip install executorch",
+        )
+    for location in spec.submodule_search_locations:
+        if (Path(location) / "share" / "cmake" / "executorch-config.cmake").is_file():
+            return Path(location).resolve()
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def _executorch_version() -> str:
+    try:
+        return importlib.metadata.version("executorch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _shared_lib(libdir: Path, base: str) -> Path | None:
+    for suffix in (".so", ".dylib"):
+        candidate = libdir / f"{base}{suffix}"
+        if candidate.is_file():
+            return candidate
+    matches = sorted(libdir.glob(f"{base}.so.*")) + sorted(libdir.glob(f"{base}.*.dylib"))
+    return matches[-1] if matches else None
+
+
+def _check_wheel(root: Path) -> Path:
+    """Return the CMake package dir; raise naming everything the wheel lacks."""
+    version = _executorch_version()
+    missing = []
+    cmake_dir = root / "share" / "cmake"
+    if not (cmake_dir / "executorch-config.cmake").is_file():
+        missing.append(f"CMake package config {cmake_dir / 'executorch-config.cmake'}")
+    header = root / "include" / "executorch" / "extension" / "module" / "module.h"
+    if not header.is_file():
+        missing.append(f"C++ headers ({header})")
+    libdir = root / "lib"
+    for base, what in (
+        ("libexecutorch", "runtime library"),
+        ("libexecutorch_kernels_optimized", "CPU kernel library"),
+        ("libexecutorch_backend_xnnpack", "XNNPACK backend library"),
+    ):
+        if _shared_lib(libdir, base) is None:
+            missing.append(f"{what} {libdir / base}.so")
+    if missing:
+        raise NativeBuildError(
+            f"cannot build the native runner: executorch {version} at {root} does not ship "
+            + "; ".join(missing),
+            hint="install an executorch wheel that bundles the C++ runtime (>= 1.5 on Linux x86-64)",
+        )
+    return cmake_dir
+
+
+def _tool_version(exe: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else None
+
+
+def _find_cmake() -> str:
+    candidates: list[str] = []
+    if os.environ.get("DEPLOYTOOL_CMAKE"):
+        candidates.append(os.environ["DEPLOYTOOL_CMAKE"])
+    on_path = shutil.which("cmake")
+    if on_path:
+        candidates.append(on_path)
+    # `pip install cmake` into a venv that is not activated.
+    beside_python = Path(sys.executable).parent / ("cmake.exe" if os.name == "nt" else "cmake")
+    if beside_python.is_file():
+        candidates.append(str(beside_python))
+    seen = []
+    for exe in candidates:
+        version = _tool_version(exe)
+        seen.append(f"{exe} ({'.'.join(map(str, version)) if version else 'unusable'})")
+        if version and version[:2] >= MIN_CMAKE:
+            return exe
+    need = ".".join(map(str, MIN_CMAKE))
+    found = f"; found {', '.join(seen)}" if seen else ""
+    raise NativeBuildError(
+        f"cannot build the native runner: cmake >= {need} is required{found}",
+        hint="pip install cmake   (or apt-get install cmake)",
+    )
+
+
+def _find_cxx() -> str:
+    env_cxx = os.environ.get("CXX")
+    if env_cxx:
+        exe = shutil.which(env_cxx.split()[0])
+        if exe:
+            return exe
+        raise NativeBuildError(
+            f"cannot build the native runner: the C++ compiler named by $CXX ({env_cxx}) was not found"
+        )
+    for name in ("c++", "g++", "clang++"):
+        exe = shutil.which(name)
+        if exe:
+            return exe
+    raise NativeBuildError(
+        "cannot build the native runner: no C++ compiler found (looked for $CXX, c++, g++, clang++)",
+        hint="apt-get install g++   (C++17 is needed)",
+    )
+
+
+def _source_files() -> list[Path]:
+    files = sorted(
+        p for p in SOURCE_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    if not any(p.name == "CMakeLists.txt" for p in files):
+        raise NativeBuildError(f"the native runner sources are missing from {SOURCE_DIR}")
+    return files
+
+
+def _build_key(et_root: Path) -> str:
+    h = hashlib.sha256()
+    for path in _source_files():
+        h.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    # The binary records the wheel's library directory as its RUNPATH, so a
+    # different install location needs its own build even at the same version.
+    h.update(f"executorch={_executorch_version()}\0root={et_root}\0".encode())
+    h.update(f"platform={sys.platform}\0".encode())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise concurrent builds of the same key (pytest-xdist, parallel CLI runs)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _run_step(cmd: list[str], log: list[str], what: str, timeout_s: float) -> None:
+    log.append("$ " + " ".join(cmd))
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or "") + (exc.stderr or "")
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+        log.append(out)
+        raise NativeBuildError(
+            f"native runner {what} timed out after {timeout_s:g}s", log="\n".join(log)
+        ) from None
+    log.append(proc.stdout)
+    log.append(proc.stderr)
+    if proc.returncode != 0:
+        text = (proc.stdout + "\n" + proc.stderr).strip().splitlines()
+        # Prefer CMake's / the compiler's own error lines over the tail.
+        errors = [ln for ln in text if re.search(r"error|Error|CMake Error", ln)]
+        detail = "\n".join((errors or text)[-12:])
+        raise NativeBuildError(
+            f"native runner {what} failed (exit {proc.returncode}):\n{detail}",
+            log="\n".join(log),
+        )
+
+
+def build_runner(
+    cache_dir: Path | None = None,
+    *,
+    jobs: int = 2,
+    force: bool = False,
+    timeout_s: float = 900.0,
+) -> Path:
+    """Build `deploytool_runner` (Release) and return the path of the binary.
+
+    The build lives in `<cache_dir or ~/.cache/deploytool/native>/<key>/`, where
+    `key` hashes the C++ sources, the executorch version and the wheel's
+    location; an existing binary there is reused unless `force` is set.
+    Raises NativeBuildError naming what is missing (executorch wheel parts,
+    cmake >= 3.19, a C++ compiler) or quoting the compile error.
+    """
+    et_root = _executorch_root()
+    cmake_pkg_dir = _check_wheel(et_root)
+    key = _build_key(et_root)
+    work = Path(cache_dir) if cache_dir is not None else default_cache_root()
+    work = work.expanduser().resolve() / key
+    exe = work / "bin" / RUNNER_NAME
+    if exe.is_file() and os.access(exe, os.X_OK) and not force:
+        return exe
+
+    cmake = _find_cmake()
+    cxx = _find_cxx()
+    work.mkdir(parents=True, exist_ok=True)
+    with _file_lock(work / ".lock"):
+        if exe.is_file() and os.access(exe, os.X_OK) and not force:
+            return exe  # built by someone else while we waited
+        build_dir = work / "build"
+        if force and build_dir.exists():
+            shutil.rmtree(build_dir)
+        log: list[str] = []
+        started = time.monotonic()
+        try:
+            _run_step(
+                [
+                    cmake,
+                    "-S", str(SOURCE_DIR),
+                    "-B", str(build_dir),
+                    "-DCMAKE_BUILD_TYPE=Release",
+                    f"-DCMAKE_CXX_COMPILER={cxx}",
+                    f"-Dexecutorch_DIR={cmake_pkg_dir}",
+                ],
+                log, "configure", timeout_s,
+            )
+            _run_step(
+                [cmake, "--build", str(build_dir), "--config", "Release", "-j", str(max(1, jobs))],
+                log, "build", timeout_s,
+            )
+        finally:
+            log.append(f"# {time.monotonic() - started:.1f}s")
+            (work / "build.log").write_text("\n".join(log))
+
+        built = next(
+            (p for p in (build_dir / RUNNER_NAME, build_dir / "Release" / RUNNER_NAME) if p.is_file()),
+            None,
+        )
+        if built is None:
+            raise NativeBuildError(
+                f"native runner build reported success but produced no {RUNNER_NAME} in {build_dir}",
+                log="\n".join(log),
+            )
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        tmp = exe.with_name(exe.name + f".tmp{os.getpid()}")
+        shutil.copy2(built, tmp)
+        os.replace(tmp, exe)  # atomic: a reader never sees a half-written binary
+    return exe
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _dtype_name(arr: np.ndarray) -> str:
+    if arr.dtype.name == "bfloat16":  # ml_dtypes
+        return "bfloat16"
+    if arr.dtype.kind not in "biuf":
+        raise NativeRunError(f"unsupported input dtype {arr.dtype} for the native runner")
+    return arr.dtype.name
+
+
+def _numpy_dtype(name: str) -> tuple[np.dtype, bool]:
+    """numpy dtype for a runner dtype name; second item: bfloat16 read as raw uint16."""
+    if name == "bfloat16":
+        try:
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16), False
+        except ImportError:
+            return np.dtype("<u2"), True
+    try:
+        return np.dtype(name).newbyteorder("<"), False
+    except TypeError:
+        raise NativeRunError(f"runner produced an output of unknown dtype {name!r}") from None
+
+
+def _write_inputs(in_dir: Path, inputs: Sequence[object]) -> None:
+    for i, x in enumerate(inputs):
+        arr = np.asarray(x)
+        name = _dtype_name(arr)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        arr = np.ascontiguousarray(arr)
+        (in_dir / f"in_{i}.bin").write_bytes(arr.tobytes())
+        (in_dir / f"in_{i}.json").write_text(
+            json.dumps({"dtype": name, "shape": list(arr.shape)})
+        )
+
+
+def _read_outputs(out_dir: Path) -> list[np.ndarray]:
+    outputs = []
+    j = 0
+    while (out_dir / f"out_{j}.json").is_file():
+        meta = json.loads((out_dir / f"out_{j}.json").read_text())
+        shape = [int(d) for d in meta["shape"]]
+        dtype, bf16_raw = _numpy_dtype(meta["dtype"])
+        raw = (out_dir / f"out_{j}.bin").read_bytes()
+        count = int(np.prod(shape, dtype=np.int64))
+        if len(raw) != count * dtype.itemsize:
+            raise NativeRunError(
+                f"out_{j}.bin has {len(raw)} bytes, expected {count * dtype.itemsize} "
+                f"for {meta['dtype']} {shape}"
+            )
+        arr = np.frombuffer(raw, dtype=dtype)
+        if bf16_raw:  # exact widening, no ml_dtypes available
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        order = meta.get("dim_order")
+        if order is not None and list(order) != list(range(len(shape))):
+            arr = arr.reshape([shape[d] for d in order]).transpose(np.argsort(order))
+        else:
+            arr = arr.reshape(shape)
+        if arr.dtype.byteorder == "<" and sys.byteorder == "big":  # pragma: no cover
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        outputs.append(np.array(arr, copy=True, order="C"))
+        j += 1
+    return outputs
+
+
+def _runner_message(stderr: str) -> str | None:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(_ERROR_PREFIX):
+            return line[len(_ERROR_PREFIX):].strip()
+    return None
+
+
+def _tail(text: str, n: int = 8) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return "\n".join(lines[-n:])
+
+
+def run_native(
+    runner: Path,
+    pte: Path,
+    inputs: Sequence[np.ndarray],
+    *,
+    timeout_s: float = 120,
+) -> list[np.ndarray]:
+    """Run `forward` of `pte` on `inputs` with the native runner; return its outputs.
+
+    Inputs are written as raw little-endian bytes plus a dtype/shape side-car
+    that the runner checks against the program's metadata. Raises
+    NativeRunError with the runner's one-line error, the signal name when it
+    crashed, or a timeout notice.
+    """
+    runner = Path(runner)
+    pte = Path(pte)
+    if not runner.is_file():
+        raise NativeRunError(f"native runner not found at {runner}; call build_runner() first")
+    with tempfile.TemporaryDirectory(prefix="deploytool-native-") as tmp:
+        in_dir = Path(tmp) / "in"
+        out_dir = Path(tmp) / "out"
+        in_dir.mkdir()
+        _write_inputs(in_dir, inputs)
+        cmd = [str(runner), str(pte), str(in_dir), str(out_dir)]
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, errors="replace",
+                timeout=timeout_s, stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            raise NativeRunError(
+                f"native runner timed out after {timeout_s:g}s on {pte.name}", stderr=err
+            ) from None
+        except OSError as exc:
+            raise NativeRunError(f"cannot start the native runner {runner}: {exc}") from None
+
+        rc = proc.returncode
+        if rc < 0:
+            try:
+                sig = signal.Signals(-rc)
+                name, desc = sig.name, signal.strsignal(sig) or ""
+            except ValueError:
+                name, desc = f"signal {-rc}", ""
+            detail = _tail(proc.stderr)
+            raise NativeRunError(
+                f"native runner crashed with {name}" + (f" ({desc})" if desc else "")
+                + f" while running {pte.name}" + (f":\n{detail}" if detail else ""),
+                returncode=rc, signal_name=name, stderr=proc.stderr,
+            )
+        if rc != 0:
+            msg = _runner_message(proc.stderr) or _tail(proc.stderr) or "no message"
+            raise NativeRunError(
+                f"native runner failed on {pte.name} (exit {rc}): {msg}",
+                returncode=rc, stderr=proc.stderr,
+            )
+        return _read_outputs(out_dir)

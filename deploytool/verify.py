@@ -1,0 +1,56 @@
+"""Verify artifacts: run each in its real runtime on the held-out samples, compare with eager."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deploytool.config import Precision
+from deploytool.export import Artifact
+from deploytool.report import ArtifactReport
+
+Outputs = list[list[np.ndarray]]  # [sample][output]
+
+
+@dataclass
+class References:
+    """What artifacts are compared with, computed once per export or check."""
+
+    eager: Outputs  # eager fp32 module
+    int8: Outputs | None  # the quantized program before lowering, when one exists
+    labels: list[int | None] = field(default_factory=list)
+
+
+def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, ...]], references: References,
+           config, output_names: tuple[str, ...], unverified: bool = False) -> ArtifactReport:
+    """Run the artifact in a child process and check it against eager (and its quantized reference)."""
+    from deploytool.fsutil import sha256_file
+    from deploytool.parity import accuracy, compare
+    from deploytool.runtime import run_artifact
+
+    started = time.perf_counter()
+    run = run_artifact(artifact.path, artifact.format, samples, timeout_s=config.parity.timeout_s)
+    precision = Precision(artifact.precision)
+    comparisons, acc = [], {}
+    if run.ok:
+        candidate = f"{artifact.path.name} ({artifact.precision})"
+        comparisons.append(compare(references.eager, run.outputs, output_names=output_names,
+                                   candidate_name=candidate, reference_name="eager fp32",
+                                   thresholds=config.parity.for_precision(precision)))
+        if precision is Precision.INT8 and references.int8 is not None:
+            comparisons.append(compare(references.int8, run.outputs, output_names=output_names,
+                                       candidate_name=candidate, reference_name="quantized reference",
+                                       thresholds=config.parity.int8_vs_reference))
+        eager_accuracy = accuracy(references.eager, references.labels)
+        if eager_accuracy is not None:
+            acc = {"eager_fp32": eager_accuracy, "artifact": accuracy(run.outputs, references.labels),
+                   "labelled_samples": sum(y is not None for y in references.labels)}
+    return ArtifactReport(
+        model=config.model, target=target, format=artifact.format, precision=artifact.precision,
+        artifact_path=artifact.path, size_bytes=artifact.path.stat().st_size, sha256=sha256_file(artifact.path),
+        delegation=artifact.delegation, comparisons=comparisons, run_error=run.error, accuracy=acc,
+        notes=list(artifact.notes), unverified=unverified,
+        timings={"build": artifact.seconds, "verify": time.perf_counter() - started},
+        outputs=run.outputs,
+    )
