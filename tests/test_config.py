@@ -1,0 +1,78 @@
+"""Config: file formats, precedence, validation with did-you-mean, paths relative to the file."""
+from pathlib import Path
+
+import pytest
+
+from deploytool.config import Color, ConfigError, Precision, load_config, parse_config
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_deploytool_toml_is_read_and_typed(tmp_path):
+    write(tmp_path / "deploytool.toml", """
+model = "model.py:build"
+targets = ["android", "ios"]
+precision = "int8"
+[[inputs]]
+name = "x"
+shape = [1, 3, 32, 32]
+[preprocess]
+color = "L"
+mean = [0.5]
+std = [0.25]
+[data]
+calib = "photos"
+calib_limit = 10
+[parity.int8]
+min_sqnr_db = 20
+""")
+    config = load_config(tmp_path)
+    assert config.model == "model.py:build"
+    assert config.targets == ("android", "ios")
+    assert config.precision is Precision.INT8
+    assert config.inputs[0].shape == (1, 3, 32, 32)
+    assert config.preprocess.color is Color.L
+    assert config.data.calib_limit == 10
+    assert config.parity.int8.min_sqnr_db == 20.0
+    assert config.path(config.data.calib) == (tmp_path / "photos").resolve()
+
+
+def test_pyproject_tool_table_is_used_when_no_deploytool_toml(tmp_path):
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n[tool.deploytool]\nmodel = "zoo:digits"\n')
+    assert load_config(tmp_path).model == "zoo:digits"
+
+
+def test_flags_override_the_file_and_the_file_overrides_the_recorded_run(tmp_path):
+    write(tmp_path / "deploytool.toml", 'model = "from_file.py:build"\n[data]\ncalib = "file_data"\n')
+    config = load_config(tmp_path, overrides={"data.calib": "flag_data"},
+                         fallback={"model": "recorded.py:build", "output": "elsewhere", "data": {"calib": "old"}})
+    assert config.model == "from_file.py:build"
+    assert config.data.calib == "flag_data"
+    assert config.output == "elsewhere"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('modle = "x"', "unknown key 'modle'. Did you mean 'model'?"),
+    ('[data]\ncalib_limt = 3', "unknown key 'data.calib_limt'. Did you mean 'calib_limit'?"),
+    ('targets = "android"', "'targets' must be a list"),
+    ('[data]\nholdout = 1.5', "data.holdout = 1.5: must be between 0 and 1"),
+    ('[data]\ncalib_limit = "ten"', "'data.calib_limit' must be int"),
+    ('precision = "int4"', "'precision' = 'int4' is not valid. Did you mean 'int8'?"),
+    ('[[inputs]]\nname = "x"\nshape = [1, 3]\ndtype = "float"', "unknown dtype 'float'"),
+    ('[preprocess]\nstd = [0.0]', "divides by zero"),
+    ('model = ', "not valid TOML"),
+])
+def test_bad_config_names_file_and_field(tmp_path, text, fragment):
+    path = write(tmp_path / "deploytool.toml", text)
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path)
+    assert fragment in error.value.message
+    assert str(path) in error.value.message
+
+
+def test_round_trip_through_to_dict():
+    config = parse_config({"model": "zoo:digits", "targets": ["ios"], "data": {"holdout": 0.3}})
+    assert parse_config(config.to_dict()) == config
