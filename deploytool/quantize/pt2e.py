@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from deploytool.capture import Captured, export
 from deploytool.config import QuantConfig
@@ -11,42 +14,96 @@ from deploytool.progress import Progress
 
 log = logging.getLogger("deploytool")
 
+Ranges = dict[str, tuple[float, float]]  # activation observer name -> (min, max) seen
+
+
+@dataclass
+class Calibrated:
+    """A prepared (observed) graph after calibration, with what the calibration looked like."""
+
+    prepared: Any  # torch.fx.GraphModule with observers
+    samples: int
+    kept_fp32: tuple[str, ...]  # eager module paths left unquantized
+    half_ranges: Ranges = field(default_factory=dict)  # after the first half of the samples
+
+    def ranges(self) -> Ranges:
+        return observer_ranges(self.prepared)
+
 
 def quantize(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, example_inputs: tuple,
-             batch_size: int = 32) -> Captured:
+             batch_size: int = 32, keep_fp32: Sequence[str] = ()) -> Captured:
     """Insert observers, run the calibration samples through in batches, convert, re-export at batch 1.
+
+    `keep_fp32` adds resolved eager module paths to the recipe's own keep_fp32 patterns.
 
     >>> q = quantize(captured, recipe=QuantConfig(), calibration=split.calibration, example_inputs=(x,))
     """
-    import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    calibrated = calibrate(captured, recipe=recipe, calibration=calibration, example_inputs=example_inputs,
+                           batch_size=batch_size, keep_fp32=keep_fp32)
+    return finish(captured, calibrated, example_inputs=example_inputs)
 
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=recipe.per_channel))
+
+def finish(captured: Captured, calibrated: Calibrated, *, example_inputs: tuple) -> Captured:
+    """Convert a calibrated graph and re-export it as a static batch-1 program."""
+    converted = convert(calibrated)
     try:
-        prepared = prepare_pt2e(captured.program.module(), quantizer)
+        program = export(converted, example_inputs, strict=False, dynamic_batch=False)
+    except Exception as exc:  # re-export of a converted graph should not fail; report it if it does
+        raise QuantizeError(f"Re-exporting the quantized model failed: {type(exc).__name__}: {exc}") from exc
+    return Captured(program, captured.method, dynamic_batch=False, quantized=True)
+
+
+def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, example_inputs: tuple,
+              batch_size: int = 32, keep_fp32: Sequence[str] = ()) -> Calibrated:
+    """The observed graph after running every calibration sample; ranges are also kept at the halfway point.
+
+    >>> calibrated = calibrate(captured, recipe=QuantConfig(), calibration=split.calibration, example_inputs=(x,))
+    """
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from deploytool.quantize.recipes import build_quantizer, module_names, resolve_layers
+
+    graph_module = captured.program.module()
+    kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(graph_module))
+    try:
+        prepared = prepare_pt2e(graph_module, build_quantizer(recipe, keep_fp32=kept))
     except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
         raise QuantizeError(f"Inserting int8 observers failed: {type(exc).__name__}: {exc}",
                             hint="Try --precision fp32, or report the model; add -v for the traceback.") from exc
     batch = batch_size if captured.dynamic_batch else 1
     dtypes = [t.dtype for t in example_inputs]
     progress = Progress("calibrating", len(calibration))
-    seen = 0
+    seen, half_ranges = 0, {}
     with torch.inference_mode():
         for refs, arrays in calibration.batches(batch):
             prepared(*(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes)))
             seen += len(refs)
+            if not half_ranges and seen >= len(calibration) / 2:
+                half_ranges = observer_ranges(prepared)
             progress.advance(len(refs))
     progress.close()
     if not seen:
         raise QuantizeError("No calibration sample could be read, so there are no ranges to quantize with.")
-    converted = convert_pt2e(prepared)
-    log.info("calibrated on %d samples in batches of %d", seen, batch)
-    try:
-        program = export(converted, example_inputs, strict=False, dynamic_batch=False)
-    except Exception as exc:  # re-export of a converted graph should not fail; report it if it does
-        raise QuantizeError(f"Re-exporting the quantized model failed: {type(exc).__name__}: {exc}") from exc
-    return Captured(program, captured.method, dynamic_batch=False, quantized=True)
+    log.info("calibrated on %d samples in batches of %d%s", seen, batch,
+             f"; kept in fp32: {', '.join(kept)}" if kept else "")
+    return Calibrated(prepared, seen, kept, half_ranges)
+
+
+def convert(calibrated: Calibrated):
+    """The quantized (q/dq) graph module from a calibrated one."""
+    import copy
+
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    return convert_pt2e(copy.deepcopy(calibrated.prepared))
+
+
+def observer_ranges(prepared) -> Ranges:
+    """(min, max) of every per-tensor activation observer in a prepared graph."""
+    ranges = {}
+    for name, module in prepared.named_children():
+        low, high = getattr(module, "min_val", None), getattr(module, "max_val", None)
+        if low is not None and high is not None and low.numel() == 1 and float(low) <= float(high):
+            ranges[name] = (float(low), float(high))
+    return ranges

@@ -1,0 +1,311 @@
+"""Per-layer diagnosis of an int8 model: where the error appears, and which layers matter for the output.
+
+Per-layer SQNR comes from torchao's PT2E numeric debugger (each node of the quantized graph against the
+same node of the fp32 graph, matched through node-source metadata, named by the eager module path).
+Sensitivity quantizes one layer at a time (the other weighted layers in fp32) and measures the final output.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from deploytool.config import QuantConfig
+from deploytool.parity import OutputMetrics, accuracy, output_metrics
+
+log = logging.getLogger("deploytool")
+
+JUMP_DB = 10.0  # one layer tripling the error amplitude of its input stands out from int8 rounding noise
+CLEAN_INT8_DB = 40.0  # about what int8 rounding of a well-ranged activation gives
+WEIGHTED_OPS = ("conv", "linear")  # the ops XNNPACK quantizes with int8 weights: the fallback candidates
+FP32_EXTRA_BYTES = 3  # a weight kept fp32 takes 4 bytes instead of 1
+
+
+@dataclass(frozen=True)
+class LayerError:
+    name: str  # eager module path, "(model)" for ops in the top-level forward
+    type: str  # module class name
+    sqnr_db: float  # this layer's output, int8 model vs fp32, over all held-out samples
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    name: str
+    alone_sqnr_db: float  # output SQNR with only this layer in int8 (all other candidates fp32)
+    extra_bytes: int  # size cost of its weights in fp32
+
+
+@dataclass
+class Evaluation:
+    """The quantized model with some layers kept fp32, measured on the held-out samples against eager."""
+
+    kept_fp32: tuple[str, ...]
+    metrics: tuple[OutputMetrics, ...]
+    accuracy: float | None
+    errors: list[np.ndarray] = field(repr=False, default_factory=list)  # per output: candidate - eager
+
+    @property
+    def sqnr_db(self) -> float:
+        return min(m.sqnr_db for m in self.metrics)
+
+    @property
+    def top1_agreement(self) -> float | None:
+        return self.metrics[0].top1_agreement
+
+
+class Session:
+    """Everything needed to quantize one captured model many ways and compare each with eager fp32.
+
+    >>> session = Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), recipe)
+    >>> session.evaluate(("classifier",)).sqnr_db
+    31.2
+    """
+
+    def __init__(self, prepared: Any, captured: Any, recipe: QuantConfig):
+        self.prepared, self.captured, self.recipe = prepared, captured, recipe
+        self.batch = prepared.config.data.batch_size if captured.dynamic_batch else 1
+        self.held_out = [arrays for _, arrays in prepared.split.held_out.batches(self.batch)]
+        self.labels = [ref.label for ref, _ in prepared.split.held_out.samples()]
+        self.eager = self._run(prepared.loaded.module)
+        self.eager_accuracy = accuracy(self.eager, self.labels)
+        self._evaluations: dict[tuple[str, ...], Evaluation] = {}
+        self._last_quantized: tuple[tuple[str, ...] | None, Any] = (None, None)
+        self._last_calibrated: tuple[tuple[str, ...] | None, Any] = (None, None)
+
+    def calibrate(self, keep_fp32: Sequence[str] = ()):
+        """Calibrated graph with `keep_fp32` in fp32; the last one is cached (convert copies it)."""
+        key = tuple(sorted(keep_fp32))
+        if self._last_calibrated[0] != key:
+            self._last_calibrated = (key, self._calibrate(key))
+        return self._last_calibrated[1]
+
+    def _calibrate(self, keep_fp32: tuple[str, ...]):
+        from deploytool.quantize.pt2e import calibrate
+
+        return calibrate(self.captured, recipe=self.recipe, calibration=self.prepared.split.calibration,
+                         example_inputs=self.prepared.example_inputs, batch_size=self.batch, keep_fp32=keep_fp32)
+
+    def evaluate(self, keep_fp32: Sequence[str] = ()) -> Evaluation:
+        """Quantize with `keep_fp32` (on top of the recipe's own) and compare with eager; cached per set."""
+        from deploytool.quantize.pt2e import convert
+
+        key = tuple(sorted(keep_fp32))
+        if key not in self._evaluations:
+            outputs = self._run(convert(self.calibrate(key)))
+            names = self.prepared.output_names
+            metrics = tuple(output_metrics(n, [o[i] for o in self.eager], [o[i] for o in outputs])
+                            for i, n in enumerate(names))
+            errors = [np.concatenate([(c[i] - e[i]).ravel() for c, e in zip(outputs, self.eager)])
+                      for i in range(len(names))]
+            self._evaluations[key] = Evaluation(key, metrics, accuracy(outputs, self.labels), errors)
+        return self._evaluations[key]
+
+    def quantized(self, keep_fp32: Sequence[str] = ()):
+        """The static batch-1 Captured program with `keep_fp32` left in fp32 (the last one is cached)."""
+        from deploytool.quantize.pt2e import finish
+
+        key = tuple(sorted(keep_fp32))
+        if self._last_quantized[0] != key:
+            program = finish(self.captured, self.calibrate(key), example_inputs=self.prepared.example_inputs)
+            self._last_quantized = (key, program)
+        return self._last_quantized[1]
+
+    def inputs(self, arrays) -> tuple:
+        import torch
+
+        return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=s.dtype))
+                     for a, s in zip(arrays, self.prepared.inputs))
+
+    def _run(self, module) -> list[list[np.ndarray]]:
+        """Per-sample outputs (batch axis kept at 1), as parity compares them."""
+        import torch
+
+        from deploytool.api import _as_numpy
+
+        samples: list[list[np.ndarray]] = []
+        with torch.inference_mode():
+            for arrays in self.held_out:
+                outputs = _as_numpy(module(*self.inputs(arrays)))
+                samples.extend([o[i:i + 1] for o in outputs] for i in range(len(arrays[0])))
+        return samples
+
+    def weight_bytes(self, name: str) -> int:
+        """Extra bytes when module `name`'s weights stay fp32 instead of int8."""
+        module = self.prepared.loaded.module.get_submodule(name)
+        return FP32_EXTRA_BYTES * sum(p.numel() for n, p in module.named_parameters() if n.endswith("weight"))
+
+
+def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> list[LayerError]:
+    """SQNR of every layer's output along the network, from torchao's numeric debugger.
+
+    >>> [e.name for e in layer_errors(session)][:2]
+    ['features.0', 'features.2']
+    """
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torch.ao.ns.fx.utils import compute_sqnr
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+    from torchao.quantization.pt2e._numeric_debugger import (
+        compare_results,
+        extract_results_from_loggers,
+        prepare_for_propagation_comparison,
+    )
+
+    from deploytool.quantize.pt2e import convert
+
+    # The reference goes through prepare_pt2e with nothing annotated, so BatchNorm is folded into its conv just
+    # as in the int8 graph; otherwise a conv's pre-BN output would be compared with a post-BN one.
+    unquantized = prepare_pt2e(session.captured.program.module(), XNNPACKQuantizer())
+    reference = prepare_for_propagation_comparison(unquantized)
+    actual = prepare_for_propagation_comparison(convert(session.calibrate(keep_fp32)))
+    with torch.inference_mode():
+        for arrays in session.held_out:
+            reference(*session.inputs(arrays))
+            actual(*session.inputs(arrays))
+    compared = compare_results(extract_results_from_loggers(reference), extract_results_from_loggers(actual))
+    order = {node.name: i for i, node in enumerate(reference.graph.nodes)}
+    types = _module_types(reference)
+    last: dict[str, tuple[int, Any]] = {}  # a layer's output is its last node's output
+    for summary in compared.values():
+        if not all(isinstance(r.ref, torch.Tensor) and r.ref.is_floating_point() for r in summary.results):
+            continue
+        name = summary.ref_module_stack.removeprefix("L['self'].") or "(model)"
+        position = order.get(summary.ref_node_name, -1)
+        if name not in last or position > last[name][0]:
+            last[name] = (position, summary)
+    errors = []
+    for name, (_, summary) in sorted(last.items(), key=lambda item: item[1][0]):
+        ref = torch.cat([r.ref.reshape(-1).float() for r in summary.results])
+        act = torch.cat([r.actual.reshape(-1).float() for r in summary.results])
+        sqnr = float(compute_sqnr(act, ref)) if not torch.equal(act, ref) else math.inf
+        errors.append(LayerError(name, types.get(name, ""), min(sqnr, 200.0)))
+    return errors
+
+
+def first_jump(errors: Sequence[LayerError]) -> LayerError | None:
+    """The first layer whose SQNR falls more than JUMP_DB below the layer before it; None when none does.
+
+    The first layer is measured against CLEAN_INT8_DB, what int8 rounding of a well-ranged tensor gives, and
+    so are layers after fp32 ones, whose near-exact SQNR says nothing about int8 noise.
+    """
+    previous = CLEAN_INT8_DB
+    for error in errors:
+        if previous - error.sqnr_db > JUMP_DB:
+            return error
+        previous = min(error.sqnr_db, CLEAN_INT8_DB)
+    return None
+
+
+def candidates(session: Session) -> list[str]:
+    """Layers that carry int8 weights (conv, linear), in network order: what keeping fp32 can change."""
+    found: dict[str, None] = {}
+    for node in session.captured.program.graph.nodes:
+        stack = node.meta.get("nn_module_stack") or {}
+        if node.op == "call_function" and stack and any(op in str(node.target) for op in WEIGHTED_OPS):
+            found[list(stack.values())[-1][0].removeprefix("L['self'].")] = None
+    return [name for name in found if name not in session.recipe.keep_fp32]
+
+
+def sensitivity(session: Session, names: Sequence[str], *, base: Sequence[str] = ()) -> list[Sensitivity]:
+    """Output SQNR with only one of `names` in int8 (the others fp32), for each; most harmful first.
+
+    Quantizing one layer alone charges it with its own weights and input activation, so a pair that only
+    hurts together (an outlier channel made by one layer and read by the next) shows up on both.
+    """
+    found = []
+    for name in names:
+        alone = session.evaluate([*base, *(other for other in names if other != name)]).sqnr_db
+        found.append(Sensitivity(name, round(alone, 3), session.weight_bytes(name)))
+        log.info("sensitivity: output SQNR with only %s in int8: %.1f dB", name, alone)
+    return sorted(found, key=lambda s: s.alone_sqnr_db)
+
+
+def _module_types(graph_module) -> dict[str, str]:
+    from deploytool.quantize.recipes import module_names
+
+    return {path: type_name.rsplit(".", 1)[-1] for path, type_name in module_names(graph_module).items()}
+
+
+@dataclass
+class Diagnosis:
+    """Everything `deploytool diagnose` reports; `to_dict` is report.json, `errors` feed the HTML histograms."""
+
+    model: str
+    recipe: dict[str, Any]
+    kept_fp32: tuple[str, ...]
+    evaluation: Evaluation
+    eager_accuracy: float | None
+    layers: list[LayerError]
+    jump: LayerError | None
+    ranking: list[Sensitivity]
+    clipped: dict[str, float]
+    warnings: list[str]
+    fallback: dict[str, Any] | None = None
+
+    @property
+    def guilty(self) -> list[str]:
+        """The layers that hurt the output most on their own: below the all-int8 output SQNR + JUMP_DB."""
+        limit = self.evaluation.sqnr_db + JUMP_DB
+        return [s.name for s in self.ranking if s.alone_sqnr_db < limit]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {
+            "schema": "deploytool.diagnosis/1", "model": self.model, "recipe": self.recipe,
+            "kept_fp32": list(self.kept_fp32),
+            "outputs": [asdict(m) for m in self.evaluation.metrics],
+            "accuracy": {"eager_fp32": self.eager_accuracy, "int8": self.evaluation.accuracy},
+            "first_jump": self.jump.name if self.jump else None,
+            "most_sensitive": self.guilty,
+            "layers": [{**asdict(e), "clipped_share": self.clipped.get(e.name)} for e in self.layers],
+            "sensitivity": [asdict(s) for s in self.ranking],
+            "warnings": self.warnings, "fallback": self.fallback,
+        }
+
+    def lines(self) -> list[str]:
+        """The console summary: per-layer SQNR along the network, the jump, the most sensitive layers."""
+        out = ["per-layer SQNR, int8 vs eager fp32 on the held-out samples, along the network:"]
+        for error in self.layers:
+            mark = "  <- error jumps here" if self.jump and error.name == self.jump.name else ""
+            out.append(f"  {error.name:<32} {error.type:<20} {error.sqnr_db:6.1f} dB{mark}")
+        out.append(f"output SQNR {self.evaluation.sqnr_db:.1f} dB"
+                   + (f", top-1 agreement {self.evaluation.top1_agreement:.3f}"
+                      if self.evaluation.top1_agreement is not None else ""))
+        if self.ranking:
+            out.append("sensitivity (output SQNR with only this layer in int8; lowest hurts most):")
+            out.extend(f"  {s.name:<32} {s.alone_sqnr_db:6.1f} dB   fp32 costs +{s.extra_bytes / 1024:.1f} KiB"
+                       for s in self.ranking)
+        if self.guilty:
+            out.append(f"most sensitive: {', '.join(self.guilty)} (try --keep-fp32 or --min-sqnr)")
+        out.extend(f"warning: {w}" for w in self.warnings)
+        return out
+
+
+def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[str, Any] | None = None) -> Diagnosis:
+    """Per-layer errors, first jump, sensitivity and calibration-sufficiency warnings for one recipe.
+
+    >>> diagnosis = diagnose(Session(prepared, captured, QuantConfig(per_channel=False)))
+    >>> diagnosis.guilty
+    ['features.3', 'features.0']
+    """
+    from deploytool.config import _to_plain
+    from deploytool.quantize import sufficiency
+
+    kept = tuple(keep_fp32)
+    evaluation = session.evaluate(kept)
+    layers = layer_errors(session, kept)
+    names = [name for name in candidates(session) if name not in kept]
+    ranking = sensitivity(session, names, base=kept) if len(names) > 1 else []
+    calibrated = session.calibrate(kept)
+    layer_of = sufficiency.observer_layers(calibrated.prepared)
+    clipped = sufficiency.clipped_shares(calibrated, layer_of, (session.inputs(a) for a in session.held_out))
+    warnings = [*sufficiency.input_warnings(s for _, s in session.prepared.split.calibration.samples()),
+                *sufficiency.range_warnings(calibrated, layer_of), *sufficiency.clipping_warnings(clipped)]
+    recipe = {**_to_plain(session.recipe), "kept_fp32": list(calibrated.kept_fp32)}
+    return Diagnosis(session.prepared.config.model or "", recipe, calibrated.kept_fp32, evaluation,
+                     session.eager_accuracy, layers, first_jump(layers), ranking, clipped, warnings, fallback)

@@ -1,0 +1,133 @@
+"""A QuantConfig as an XNNPACKQuantizer: which observer, which weight granularity, which layers stay fp32.
+
+All quantization math is torchao's and ExecuTorch's; this file only chooses their options. The one
+addition is `PercentileObserver`, which picks the range from torchao's HistogramObserver histogram at a
+percentile instead of by its error search (torchao has no percentile observer).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable, Sequence
+
+from deploytool.config import Observer, QuantConfig
+from deploytool.errors import ConfigError
+
+TYPE_PREFIX = "type:"
+EPS = 2 ** -12  # the floor on scales that ExecuTorch's XNNPACK configs use
+
+
+def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = ()):
+    """XNNPACKQuantizer for the recipe; modules named in `keep_fp32` (and their children) stay fp32.
+
+    >>> quantizer = build_quantizer(QuantConfig(observer=Observer.MINMAX), keep_fp32=("classifier",))
+    """
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantizer import QuantizationConfig
+    from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
+
+    base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel)
+    activation = _activation_spec(base.input_activation, recipe)
+    config = QuantizationConfig(activation, activation, base.weight, base.bias, base.is_qat)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if keep_fp32:
+        # set_module_name(name, None) is refused by this XNNPACKQuantizer; its filter does the same job.
+        kept = [get_module_name_filter(name) for name in keep_fp32]
+        quantizer.set_filter_function(lambda node: not any(f(node) for f in kept))
+    return quantizer
+
+
+def _activation_spec(base, recipe: QuantConfig):
+    import dataclasses
+
+    import torch
+
+    qscheme = torch.per_tensor_symmetric if recipe.symmetric_activations else torch.per_tensor_affine
+    return dataclasses.replace(base, qscheme=qscheme, observer_or_fake_quant_ctr=observer_constructor(recipe))
+
+
+def observer_constructor(recipe: QuantConfig):
+    """The torchao observer class for the recipe's observer, with its arguments bound."""
+    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver
+
+    if recipe.observer is Observer.MINMAX:
+        return MinMaxObserver.with_args(eps=EPS)
+    if recipe.observer is Observer.MOVING_AVERAGE:
+        return MovingAverageMinMaxObserver.with_args(eps=EPS)
+    if recipe.observer is Observer.PERCENTILE:
+        return percentile_observer_class().with_args(eps=EPS, percentile=recipe.percentile)
+    return HistogramObserver.with_args(eps=EPS)
+
+
+_PERCENTILE_CLASS = None
+
+
+def percentile_observer_class():
+    """HistogramObserver whose range is the [100 - p, p] percentiles of its histogram (built on first use,
+    so importing this module stays free of torch)."""
+    global _PERCENTILE_CLASS
+    if _PERCENTILE_CLASS is None:
+        import torch
+        from torchao.quantization.pt2e.observer import HistogramObserver
+
+        class PercentileObserver(HistogramObserver):
+            """torchao's HistogramObserver collects the histogram; only the range choice differs."""
+
+            def __init__(self, *args, percentile: float = 99.99, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.percentile = percentile
+
+            def _non_linear_param_search(self) -> tuple[torch.Tensor, torch.Tensor]:
+                cdf = torch.cumsum(self.histogram, 0) / torch.clamp(self.histogram.sum(), min=1)
+                edges = torch.linspace(float(self.min_val), float(self.max_val), self.bins + 1)
+                share = 1 - self.percentile / 100
+                low = edges[int(torch.searchsorted(cdf, torch.tensor(share)))]
+                high = edges[min(int(torch.searchsorted(cdf, torch.tensor(1 - share))) + 1, self.bins)]
+                return low.reshape(()), high.reshape(())
+
+        _PERCENTILE_CLASS = PercentileObserver
+    return _PERCENTILE_CLASS
+
+
+def module_names(graph_module) -> dict[str, str]:
+    """Eager module path -> type name for every module the captured graph's nodes come from.
+
+    PT2E nodes carry `nn_module_stack`, so these are the eager model's own names across re-exports.
+    """
+    found: dict[str, str] = {}
+    for node in graph_module.graph.nodes:
+        for path, type_name in (node.meta.get("nn_module_stack") or {}).values():
+            path = path.removeprefix("L['self'].")
+            if path:
+                found.setdefault(path, type_name if isinstance(type_name, str) else type_name.__qualname__)
+    return found
+
+
+def resolve_layers(patterns: Iterable[str], modules: dict[str, str]) -> tuple[str, ...]:
+    """Module paths matching `--keep-fp32` patterns: globs on the path, or `type:Name` on the class.
+
+    >>> resolve_layers(["classifier", "type:ReLU"], {"classifier": "torch.nn.Linear", "act": "torch.nn.ReLU"})
+    ('act', 'classifier')
+    """
+    matched: set[str] = set()
+    for pattern in patterns:
+        if pattern.startswith(TYPE_PREFIX):
+            wanted = pattern[len(TYPE_PREFIX):]
+            hits = {p for p, t in modules.items() if wanted in (t, t.rsplit(".", 1)[-1])}
+            known = sorted({t.rsplit(".", 1)[-1] for t in modules.values()})
+            candidates = [f"{TYPE_PREFIX}{t}" for t in known]
+        else:
+            hits = {p for p in modules if fnmatch.fnmatchcase(p, pattern)}
+            candidates = sorted(modules)
+        if not hits:
+            near = difflib.get_close_matches(pattern, candidates, n=5, cutoff=0.4) or candidates[:8]
+            raise ConfigError(f"quantize.keep_fp32: '{pattern}' matches no module of the model. "
+                              f"Nearest: {', '.join(near)}.",
+                              hint="Use eager module paths as in model.named_modules() (globs allowed, e.g. "
+                                   "'classifier.*'), or type:ClassName.")
+        matched |= hits
+    # A parent covers its children: keep only the outermost names.
+    return tuple(sorted(p for p in matched if not any(p.startswith(q + ".") for q in matched if q != p)))

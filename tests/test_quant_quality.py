@@ -1,0 +1,208 @@
+"""Quantization quality: observers, --keep-fp32, per-layer diagnosis, fp32 fallback to a budget, report.html.
+
+The model under test is the trained digits CNN with two channels made outliers in a function-preserving
+way (BatchNorm scale x40 on features.1, the next conv's matching input weights /40): eager outputs are
+unchanged, but per-tensor int8 crushes the other channels of features.0's weights and of the activation
+that features.3 reads. Real data: the digits PNGs no model was trained on.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+OUTLIER_SCALE = 40.0
+OUTLIER_CHANNELS = (3, 7)
+BUDGET_DB = 25.0  # between the all-int8 output SQNR (~11 dB) and what fp32 fallback reaches (~36 dB)
+
+
+def outlier_digits():
+    """The zoo digits CNN with outlier channels after features.0; same eager function as the original."""
+    import torch
+
+    from model_zoo.digits.model import build
+
+    model = build()
+    with torch.no_grad():
+        for k in OUTLIER_CHANNELS:
+            model.features[1].weight[k] *= OUTLIER_SCALE
+            model.features[1].bias[k] *= OUTLIER_SCALE
+            model.features[3].weight[:, k] /= OUTLIER_SCALE
+    return model
+
+
+@pytest.fixture
+def project(tmp_path, digit_images) -> Path:
+    (tmp_path / "deploytool.toml").write_text(f"""
+model = "{Path(__file__).resolve()}:outlier_digits"
+[preprocess]
+color = "L"
+mean = [0.5]
+std = [0.5]
+[data]
+calib = "{digit_images}"
+holdout = 0.3
+calib_limit = 64
+""")
+    return tmp_path
+
+
+def test_outliers_keep_the_eager_function():
+    import torch
+
+    from model_zoo.digits.model import build
+
+    x = torch.randn(8, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(build()(x), outlier_digits()(x), atol=1e-4)
+
+
+def test_diagnose_names_the_guilty_layers(cli, project):
+    result = cli("diagnose", "--per-tensor", "--observer", "minmax")
+    report = json.loads((project / "build/deploytool/diagnosis/report.json").read_text())
+    assert report["first_jump"] == "features.3", report["layers"]
+    assert set(report["most_sensitive"]) == {"features.0", "features.3"}, report["sensitivity"]
+    layers = {layer["name"]: layer["sqnr_db"] for layer in report["layers"]}
+    assert layers["features.2"] - layers["features.3"] > 10  # the jump is real, not noise
+    assert "features.3" in result.stdout and "error jumps here" in result.stdout
+
+    page = _parse_html(project / "build/deploytool/diagnosis/report.html")
+    assert len(page.images) == 3 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert {"features.0", "features.3", "classifier"} <= set(page.cells)
+
+
+def test_report_renders_in_headless_chromium(cli, project):
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine; report.html is checked with html.parser only")
+    cli("diagnose", "--per-tensor", "--observer", "minmax")
+    shot = project / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1000,2000", (project / "build/deploytool/diagnosis/report.html").as_uri()],
+                   check=True, timeout=120, capture_output=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project):
+    cli("quantize", "--per-tensor", "--observer", "minmax", "--min-sqnr", str(BUDGET_DB))
+    record = json.loads((project / "build/deploytool/quantized/quantize.json").read_text())
+    fallback = record["fallback"]
+    assert fallback["met"] and sorted(fallback["kept_fp32"]) == ["features.0", "features.3"]
+    first, last = fallback["steps"][0], fallback["steps"][-1]
+    assert first["sqnr_db"] < BUDGET_DB <= last["sqnr_db"]
+    assert last["sqnr_db"] - first["sqnr_db"] > 15
+    assert all(step["extra_bytes"] > 0 and step["latency_ms"] > 0 for step in fallback["steps"][1:])
+    assert record["recipe"]["kept_fp32_by_fallback"] == fallback["kept_fp32"]
+
+
+def test_unmet_budget_exits_1_and_says_so(cli, project):
+    result = cli("quantize", "--per-tensor", "--observer", "minmax", "--min-sqnr", "80", "--max-fp32-layers", "1",
+                 expect=1)
+    assert "was not met" in result.stderr
+    fallback = json.loads((project / "build/deploytool/quantized/quantize.json").read_text())["fallback"]
+    assert not fallback["met"] and len(fallback["kept_fp32"]) == 1
+
+
+def test_keep_fp32_patterns_and_unknown_names(cli, project):
+    cli("quantize", "--per-tensor", "--observer", "minmax", "--keep-fp32", "features.[03]", "--keep-fp32",
+        "type:Linear")
+    # A typo is a config error that lists the nearest module names.
+    result = cli("diagnose", "--keep-fp32", "featurs.3", expect=2)
+    assert "featurs.3" in result.stderr and "features.3" in result.stderr
+
+
+def test_keep_fp32_improves_output(project, digit_images):
+    from deploytool import api
+    from deploytool.capture import capture
+    from deploytool.config import Observer, QuantConfig, load_config
+    from deploytool.quantize.diagnose import Session
+
+    config = load_config(project)
+    prepared = api.prepare(config)
+    captured = capture(prepared.loaded.module, prepared.example_inputs)
+    recipe = QuantConfig(per_channel=False, observer=Observer.MINMAX, keep_fp32=("features.[03]",))
+    kept = Session(prepared, captured, recipe).evaluate()
+    plain = Session(prepared, captured, QuantConfig(per_channel=False, observer=Observer.MINMAX)).evaluate()
+    assert kept.sqnr_db > plain.sqnr_db + 15
+
+
+@pytest.mark.parametrize("observer,extra", [
+    ("histogram", ()),
+    pytest.param("minmax", ("--symmetric-activations",), marks=pytest.mark.slow, id="minmax-symmetric"),
+    pytest.param("moving-average", (), marks=pytest.mark.slow, id="moving-average"),
+    pytest.param("percentile", (), marks=pytest.mark.slow, id="percentile"),
+])
+def test_each_observer_end_to_end(cli, tmp_path, digit_images, observer, extra):
+    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--calib-limit", "64",
+        "--holdout", "0.2", "--observer", observer, *extra)
+    cli("export", "--target", "android")
+    out = tmp_path / "build/deploytool"
+    recorded = json.loads((out / "quantized/quantize.json").read_text())["recipe"]
+    exported = json.loads((out / "android/report.json").read_text())
+    assert recorded["observer"] == exported["quantization"]["observer"] == observer
+    assert recorded["activations"] == ("symmetric" if extra else "asymmetric")
+    assert exported["passed"]
+
+
+def test_calibration_warnings_on_degenerate_and_noise_inputs(digit_images):
+    from deploytool.config import Color, Preprocess
+    from deploytool.data.images import image_folder
+    from deploytool.quantize.sufficiency import input_warnings
+
+    real = image_folder(digit_images, Preprocess(color=Color.L))
+    assert input_warnings(s for _, s in real.samples()) == []
+    zeros = [(np.zeros((1, 8, 8), np.float32),)] * 8
+    assert "all zeros" in input_warnings(zeros)[0]
+    noise = [(np.random.default_rng(i).normal(size=(1, 8, 8)).astype(np.float32),) for i in range(16)]
+    assert "uncorrelated" in input_warnings(noise)[0]
+
+
+def test_ranges_and_clipping_are_measured(project):
+    from deploytool import api
+    from deploytool.capture import capture
+    from deploytool.config import Observer, QuantConfig, load_config
+    from deploytool.quantize import sufficiency
+    from deploytool.quantize.diagnose import Session
+
+    prepared = api.prepare(load_config(project))
+    session = Session(prepared, capture(prepared.loaded.module, prepared.example_inputs),
+                      QuantConfig(observer=Observer.MINMAX))
+    calibrated = session.calibrate()
+    layer_of = sufficiency.observer_layers(calibrated.prepared)
+    assert {"input", "features.2", "classifier"} <= set(layer_of.values())
+    assert calibrated.half_ranges and set(calibrated.half_ranges) <= set(calibrated.ranges())
+    shares = sufficiency.clipped_shares(calibrated, layer_of, (session.inputs(a) for a in session.held_out))
+    assert shares and all(0 <= s < 0.05 for s in shares.values())  # same distribution: little clipping
+    # Three times the input range clips everywhere the calibration did not reach.
+    doubled = sufficiency.clipped_shares(calibrated, layer_of, (tuple(t * 3 for t in session.inputs(a))
+                                                                for a in session.held_out))
+    assert doubled["input"] > 0.1 and sufficiency.clipping_warnings(doubled)
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images: list[str] = []
+        self.cells: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        self._in_cell = tag == "td"
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self.cells.append(data.strip())
+
+
+def _parse_html(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text())
+    return page
