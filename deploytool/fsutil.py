@@ -30,6 +30,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temp, _file_mode(path))
         os.replace(temp, path)
     except BaseException as exc:  # includes KeyboardInterrupt: never leave the temp file behind
         Path(temp).unlink(missing_ok=True)
@@ -38,6 +39,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
                               hint="Free disk space or choose another --output.") from None
         raise
     return path
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a plain open() would give: the old file's, else 0o666 less the umask (mkstemp makes 0o600)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

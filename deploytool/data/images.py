@@ -38,7 +38,8 @@ def load_image(path: Path, preprocess: Preprocess) -> np.ndarray:
             with Image.open(path) as image:
                 image.load()
                 pixels = _to_color(image, preprocess.color)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as exc:
         raise SampleSkipped(f"not a readable image ({type(exc).__name__}: {exc})") from None
     pixels = _resize_and_crop(pixels, preprocess)
     array = np.asarray(pixels, dtype=np.float32)

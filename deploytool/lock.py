@@ -1,0 +1,131 @@
+"""One run at a time per output folder: an exclusive `flock` on `<output>/.lock`.
+
+`quantize`, `export` and `check` hold it while they read and write the folder, so two runs (two CI jobs,
+two terminals) never interleave their writes. A second run waits, saying who it waits for, up to
+`DEPLOYTOOL_LOCK_TIMEOUT` seconds, then fails with `OutputBusy`. The kernel drops the lock when its
+process exits, even on SIGKILL, so a crashed run never leaves a stale lock behind.
+
+    >>> with output_lock(Path("build/deploytool")):
+    ...     write_artifacts()
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from deploytool.errors import ConfigError, UsageError
+from deploytool.fsutil import OutputError
+
+log = logging.getLogger("deploytool")
+
+LOCK_FILE = ".lock"
+TIMEOUT_ENV = "DEPLOYTOOL_LOCK_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600.0  # outlasts a typical export of an ImageNet-size model; CI jobs rarely wait longer
+POLL_S = 0.2  # how often a waiting run retries; cheap, and short enough that waiting adds little
+
+_held = threading.local()  # folders this thread holds: export holds the lock and calls quantize, which takes it again
+
+F = TypeVar("F", bound=Callable)
+
+
+class OutputBusy(UsageError):
+    """Another run holds the output folder's lock for longer than we wait."""
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path, *, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold `<folder>/.lock` exclusively for the block; re-entrant within one thread.
+
+    >>> with output_lock(Path("build/deploytool"), timeout_s=5):
+    ...     ...
+    """
+    folder = Path(folder).resolve()
+    held = _held.__dict__.setdefault("folders", set())
+    if folder in held:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs on one folder are not serialised there
+        yield
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(f"Cannot write into {folder}: {exc.strerror}.",
+                          hint="Choose a writable folder with --output, or fix its permissions.") from None
+    try:
+        _acquire(fcntl, handle, folder, _timeout(timeout_s))
+        os.ftruncate(handle, 0)
+        os.write(handle, f"{os.getpid()}\n".encode())  # names the holder in a waiting run's message
+        held.add(folder)
+        try:
+            yield
+        finally:
+            held.discard(folder)
+    finally:
+        os.close(handle)  # closing the descriptor releases the lock
+
+
+def holds_output_lock(function: F) -> F:
+    """Decorator for steps whose first argument is the ProjectConfig: run them under its output folder's lock."""
+
+    @functools.wraps(function)
+    def locked(config, *args, **kwargs):
+        with output_lock(config.output_dir):
+            return function(config, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def _acquire(fcntl, handle: int, folder: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if waiting:
+                log.warning("%s is free now; continuing", folder)
+            return
+        except BlockingIOError:
+            pass
+        holder = _holder(handle)
+        if time.monotonic() >= deadline:
+            raise OutputBusy(f"Another deploytool run{holder} is still using {folder} after waiting {timeout_s:g} s.",
+                             hint=f"Let it finish, or pass a different --output; {TIMEOUT_ENV}=SECONDS sets the wait.")
+        if not waiting:
+            log.warning("waiting for another deploytool run%s to finish with %s (up to %g s) ...", holder, folder,
+                        timeout_s)
+            waiting = True
+        time.sleep(POLL_S)
+
+
+def _holder(handle: int) -> str:
+    try:
+        pid = os.pread(handle, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def _timeout(timeout_s: float | None) -> float:
+    if timeout_s is not None:
+        return timeout_s
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: must be a number of seconds, 0 or more.")
+    return value

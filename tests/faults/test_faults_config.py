@@ -1,0 +1,77 @@
+"""Fault matrix, config stage: bad config files and flags fail with exit 2, naming the file, the key and the fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from faultkit import unprivileged
+
+from deploytool.errors import ConfigError, UsageError
+
+CASES = [
+    # id, file name, file content, extra args, error, fragments
+    pytest.param("deploytool.toml", 'modle = "model.py:build"\n', (), ConfigError,
+                 ("unknown key 'modle'", "Did you mean 'model'?"), id="unknown-top-level-key"),
+    pytest.param("deploytool.toml", '[data]\ncalib_limt = 8\n', (), ConfigError,
+                 ("unknown key 'data.calib_limt'", "Did you mean 'calib_limit'?"), id="unknown-nested-key"),
+    pytest.param("deploytool.toml", '[data]\nholdout = "half"\n', (), ConfigError,
+                 ("'data.holdout' must be float", "'half'"), id="wrong-type-string-for-float"),
+    pytest.param("deploytool.toml", 'targets = "android"\n', (), ConfigError,
+                 ("'targets' must be a list",), id="wrong-type-string-for-list"),
+    pytest.param("deploytool.toml", '[data]\nholdout = 1.5\n', (), ConfigError,
+                 ("data.holdout = 1.5", "between 0 and 1"), id="out-of-range-holdout"),
+    pytest.param("deploytool.toml", 'precision = "int4"\n', (), ConfigError,
+                 ("'precision' = 'int4' is not valid", "Known: fp32, int8"), id="unknown-enum-value"),
+    pytest.param("deploytool.toml", 'targets = ["andriod"]\n', (), UsageError,
+                 ("Unknown target 'andriod'", "Did you mean 'android'?"), id="typo-in-target-name-in-config"),
+    pytest.param("deploytool.toml", 'model = "model.py:build"\n[data\n', (), ConfigError,
+                 ("not valid TOML",), id="toml-syntax-error"),
+    pytest.param("deploytool.toml", "model = \"\xff\"\n", (), ConfigError,
+                 ("not valid TOML",), id="toml-not-utf8"),
+    pytest.param("settings.json", '{"model": "model.py:build",}', ("--config", "settings.json"), ConfigError,
+                 ("settings.json: not valid JSON",), id="json-syntax-error"),
+    pytest.param("settings.json", '["model.py:build"]', ("--config", "settings.json"), ConfigError,
+                 ("top level must be an object",), id="json-top-level-not-an-object"),
+    pytest.param(None, None, ("--config", "missing.toml"), ConfigError,
+                 ("missing.toml does not exist",), id="config-file-missing"),
+    pytest.param(None, None, ("--target", "andriod"), UsageError,
+                 ("Unknown target 'andriod'", "Did you mean 'android'?"), id="typo-in-target-flag"),
+    pytest.param(None, None, ("--format", "ptee"), UsageError,
+                 ("Unknown format 'ptee'", "Did you mean 'pte'?"), id="typo-in-format-flag"),
+]
+
+
+@pytest.mark.parametrize("name, content, args, error, fragments", CASES)
+def test_config_fault(fault, project, name, content, args, error, fragments):
+    if name:
+        data = content.encode("latin-1") if "\xff" in content else content.encode()
+        (project / name).write_bytes(data)
+    fault("export", "--model", "model.py:build", "--calib", "calib.npy", *args,
+          error=error, exit_code=2, fragments=fragments)
+    assert not (project / "build").exists(), "a config error must stop the run before anything is written"
+
+
+def test_unreadable_config_file(fault, project, shared_folder):
+    """chmod 000 on the config; the run drops root privileges for the check, since root reads any file."""
+    config = shared_folder / "deploytool.toml"
+    config.write_text('model = "model.py:build"\n')
+    config.chmod(0o000)
+    with unprivileged():
+        fault("export", error=ConfigError, exit_code=2, fragments=("deploytool.toml: cannot read: Permission denied",),
+              folder=shared_folder)
+
+
+def test_config_paths_resolve_relative_to_the_config_file(cli, project, tmp_path_factory):
+    """`--config sub/deploytool.toml` from another folder: model, calib and output resolve next to the config."""
+    config_dir = project / "sub"
+    config_dir.mkdir()
+    (config_dir / "model.py").write_text((project / "model.py").read_text())
+    (config_dir / "calib.npy").write_bytes((project / "calib.npy").read_bytes())
+    (config_dir / "deploytool.toml").write_text('model = "model.py:build"\noutput = "out"\n'
+                                                '[data]\ncalib = "calib.npy"\n')
+    elsewhere = type(cli)(tmp_path_factory.mktemp("elsewhere"))
+    result = elsewhere("quantize", "--config", str(config_dir / "deploytool.toml"), "--json")
+    assert Path(result.stdout[result.stdout.index("{"):].split('"program": "')[1].split('"')[0]) == \
+        config_dir / "out" / "quantized" / "program.pt2"
+    assert (config_dir / "out" / "quantized" / "program.pt2").is_file()
+    assert not any(elsewhere.folder.iterdir()), "nothing is written relative to the current directory"
