@@ -33,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "NativeBuildError",
+    "NativeToolchainMissing",
     "NativeRunError",
     "build_runner",
     "run_native",
@@ -54,6 +55,10 @@ class NativeBuildError(RuntimeError):
         self.message = message
         self.hint = hint
         self.log = log  # full configure/build output, when there was one
+
+
+class NativeToolchainMissing(NativeBuildError):
+    """What the build needs is not installed: cmake, a C++ compiler, or the wheel's C++ runtime."""
 
 
 class NativeRunError(RuntimeError):
@@ -88,7 +93,7 @@ def _executorch_root() -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise NativeBuildError(
+        raise NativeToolchainMissing(
             "cannot build the native runner: the 'executorch' package is not installed",
             hint="pip install executorch",
         )
@@ -133,7 +138,7 @@ def _check_wheel(root: Path) -> Path:
         if _shared_lib(libdir, base) is None:
             missing.append(f"{what} {libdir / base}.so")
     if missing:
-        raise NativeBuildError(
+        raise NativeToolchainMissing(
             f"cannot build the native runner: executorch {version} at {root} does not ship "
             + "; ".join(missing),
             hint="install an executorch wheel that bundles the C++ runtime (>= 1.5 on Linux x86-64)",
@@ -171,7 +176,7 @@ def _find_cmake() -> str:
             return exe
     need = ".".join(map(str, MIN_CMAKE))
     found = f"; found {', '.join(seen)}" if seen else ""
-    raise NativeBuildError(
+    raise NativeToolchainMissing(
         f"cannot build the native runner: cmake >= {need} is required{found}",
         hint="pip install cmake   (or apt-get install cmake)",
     )
@@ -183,14 +188,14 @@ def _find_cxx() -> str:
         exe = shutil.which(env_cxx.split()[0])
         if exe:
             return exe
-        raise NativeBuildError(
+        raise NativeToolchainMissing(
             f"cannot build the native runner: the C++ compiler named by $CXX ({env_cxx}) was not found"
         )
     for name in ("c++", "g++", "clang++"):
         exe = shutil.which(name)
         if exe:
             return exe
-    raise NativeBuildError(
+    raise NativeToolchainMissing(
         "cannot build the native runner: no C++ compiler found (looked for $CXX, c++, g++, clang++)",
         hint="apt-get install g++   (C++17 is needed)",
     )

@@ -4,6 +4,13 @@ The Kotlin core (android_demo/core) and the Swift core (ios_demo/DemoCore) read
 this file and must reproduce `expected_input` (preprocessing) and
 `expected_topk` (softmax + top-k) from `image`, `manifest` and `logits`.
 
+The committed fixture comes from the fp32 zoo digits .pte (tests/demos/test_demo_model.py re-exports
+it and checks the logits); regenerate it from the repository root with:
+
+    deploytool export --model zoo:digits --target android --precision fp32 --output build/fixture
+    python tests/demos/make_fixture.py --manifest build/fixture/android/manifest.json \
+        --pte build/fixture/android/model.pte
+
 Usage:
     python tests/demos/make_fixture.py                      # synthetic manifest + logits
     python tests/demos/make_fixture.py --manifest out/manifest.json --pte out/model.pte

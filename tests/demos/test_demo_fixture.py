@@ -101,15 +101,22 @@ def test_expected_inputs_follow_the_spec(fx):
     assert {"BGRNHWC", "LNCHW"} <= names  # colour orders and layouts the apps must handle
 
 
-def test_rgb_nchw_matches_torch(fx):
-    """The usual Python-side preprocessing (ToTensor + Normalize, in float32 torch) agrees."""
-    pre = fx["manifest"]["preprocess"]
-    if (pre["color"], pre["layout"], pre["scale"]) != ("RGB", "NCHW", 1 / 255):
-        pytest.skip("fixture manifest is not RGB/NCHW/(1/255)")
-    torch = pytest.importorskip("torch")
-    x = torch.tensor(fx["image"]["pixels"], dtype=torch.uint8).permute(2, 0, 1).float() / 255
-    x = (x - torch.tensor(pre["mean"]).view(-1, 1, 1)) / torch.tensor(pre["std"]).view(-1, 1, 1)
-    np.testing.assert_allclose(x.reshape(-1).numpy(), fx["expected_input"], atol=1e-5)
+def test_deploytool_preprocessing_agrees(fx, tmp_path):
+    """deploytool's own image loading (what export calibrates and verifies on) gives the apps' inputs."""
+    from PIL import Image
+
+    from deploytool.config import Color, Layout, Preprocess
+    from deploytool.data.images import load_image
+
+    path = tmp_path / "image.png"
+    Image.fromarray(np.asarray(fx["image"]["pixels"], dtype=np.uint8), "RGB").save(path)
+    for name, pre, expected in [("manifest", fx["manifest"]["preprocess"], fx["expected_input"])] + \
+            [(c["name"], c["preprocess"], c["expected_input"]) for c in fx["cases"]]:
+        preprocess = Preprocess(resize=pre["resize"], center_crop=tuple(pre["center_crop"] or ()) or None,
+                                color=Color(pre["color"]), scale=pre["scale"], mean=tuple(pre["mean"]),
+                                std=tuple(pre["std"]), layout=Layout(pre["layout"]))
+        np.testing.assert_allclose(load_image(path, preprocess).reshape(-1), expected, rtol=0, atol=1e-5,
+                                   err_msg=name)
 
 
 def test_softmax_and_topk(fx):
@@ -124,6 +131,8 @@ def test_softmax_and_topk(fx):
     labels = fx["manifest"]["labels"]
     assert top["labels"] == [labels[i] if labels else str(i) for i in top["indices"]]
     np.testing.assert_allclose(top["probabilities"], probs[top["indices"]], rtol=1e-12)
-    # Well-separated top-k probabilities, so float32 apps cannot legitimately rank them differently.
-    gaps = [a - b for a, b in zip(top["probabilities"], top["probabilities"][1:])]
-    assert min(gaps) > 1e-5, f"top-k probabilities too close for a float32 check: {top['probabilities']}"
+    # Well-separated top-k logits (softmax is monotone, so they decide the ranking), so float32 apps cannot
+    # legitimately rank them differently; a real model's tail probabilities are tiny, its logits are not.
+    ranked = logits[top["indices"]]
+    gaps = ranked[:-1] - ranked[1:]
+    assert min(gaps) > 1e-3, f"top-k logits too close for a float32 check: {ranked.tolist()}"
