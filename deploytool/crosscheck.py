@@ -1,0 +1,118 @@
+"""Cross-runtime parity matrix over one export: every artifact, each run in its own runtime.
+
+Rows, on the same held-out real samples:
+  * each artifact vs eager fp32 (gated by parity.fp32 / parity.int8);
+  * each int8 artifact vs its own quantized reference (gated by parity.int8_vs_reference), which isolates
+    what lowering and int8 kernels changed from what quantization itself changed:
+      .pte        the XNNPACKQuantizer PT2E program it was lowered from;
+      .int8.pt2   the X86InductorQuantizer PT2E program it was compiled from;
+      .int8.onnx  the same QDQ graph run op by op in onnxruntime with graph optimizations off (int8
+                  simulated in fp32); the fp32 .onnx would only repeat the vs-eager row;
+  * int8 artifacts vs each other (information, no verdict: two quantizers legitimately round differently).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from deploytool.config import Thresholds
+
+log = logging.getLogger("deploytool")
+
+QUANTIZED_REFERENCES = {  # artifact format -> what its int8 artifact is checked against, besides eager
+    "pte": "PT2E program (XNNPACK quantizer)",
+    "aoti": "PT2E program (X86 Inductor quantizer)",
+    "onnx": "QDQ graph, ORT optimizations off",
+}
+
+
+@dataclass(frozen=True)
+class CrossRow:
+    artifact: str  # "server/model.int8.onnx"
+    precision: str
+    runtime: str
+    reference: str  # "eager fp32", a quantized reference, or another artifact
+    sqnr_db: float | None  # worst output
+    top1_agreement: float | None  # worst classifier-like output; None when no output is one
+    max_abs_rel: float | None  # worst output
+    verdict: str  # PASS / FAIL (thresholds applied), info (no thresholds), CRASH (did not run)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def references_for(artifact, references, *, prepared, samples: list, timeout_s: float):
+    """The References one artifact is verified against: an int8 artifact gets the program it came from.
+
+    >>> refs = references_for(Artifact(Path("model.int8.onnx"), "onnx", "int8"), references,
+    ...                       prepared=prepared, samples=samples, timeout_s=300)
+    """
+    if artifact.precision != "int8":
+        return references
+    if artifact.format == "onnx":
+        from deploytool.runtime import run_artifact
+
+        run = run_artifact(artifact.path, "onnx-qdq-reference", samples, timeout_s=timeout_s)
+        if not run.ok:
+            log.warning("no quantized reference for %s: %s", artifact.path.name, run.error)
+        return dataclasses.replace(references, int8=run.outputs)
+    if artifact.format == "aoti":
+        from deploytool.api import _module_outputs
+        from deploytool.export.aoti import x86_int8_program
+
+        return dataclasses.replace(references, int8=_module_outputs(prepared, x86_int8_program(prepared).module()))
+    return references  # .pte (and formats lowered from the same XNNPACK program) keep the PT2E program
+
+
+def matrix(reports: list) -> list[CrossRow]:
+    """Rows for every distinct artifact (copies with the same sha256, e.g. android and ios .pte, appear once).
+
+    >>> [row.verdict for row in matrix(reports)]
+    ['PASS', 'PASS', 'PASS', 'info']
+    """
+    from deploytool.parity import compare
+
+    first_copies: dict[str, Any] = {}
+    for report in reports:
+        first_copies.setdefault(report.sha256, report)
+    unique = list(first_copies.values())
+    rows: list[CrossRow] = []
+    for report in unique:
+        if report.run_error:
+            rows.append(CrossRow(_label(report), report.precision, _runtime(report), "-", None, None, None, "CRASH",
+                                 report.run_error))
+            continue
+        for comparison in report.comparisons:
+            reference = comparison.reference
+            if reference == "quantized reference":
+                reference = QUANTIZED_REFERENCES.get(report.format, reference)
+            rows.append(_row(report, reference, comparison, "PASS" if comparison.passed else "FAIL"))
+    int8 = [r for r in unique if r.precision == "int8" and r.outputs is not None and r.comparisons]
+    for first, second in itertools.combinations(int8, 2):
+        names = tuple(m.name for m in first.comparisons[0].outputs)
+        comparison = compare(first.outputs, second.outputs, output_names=names, thresholds=Thresholds(),
+                             candidate_name=_label(second), reference_name=_label(first))
+        rows.append(_row(second, _label(first), comparison, "info"))
+    return rows
+
+
+def _row(report, reference: str, comparison, verdict: str) -> CrossRow:
+    outputs = comparison.outputs
+    top1 = [m.top1_agreement for m in outputs if m.top1_agreement is not None]
+    return CrossRow(_label(report), report.precision, _runtime(report), reference,
+                    min(m.sqnr_db for m in outputs), min(top1) if top1 else None,
+                    max(m.max_abs_rel for m in outputs), verdict)
+
+
+def _label(report) -> str:
+    return f"{report.target}/{report.artifact_path.name}"
+
+
+def _runtime(report) -> str:
+    from deploytool.export import FORMATS
+
+    return FORMATS.get(report.format).meta["runtime"] if report.format in FORMATS else report.format

@@ -1,0 +1,132 @@
+"""AOTInductor packages (.pt2): fp32, and int8 through PT2E with torchao's X86InductorQuantizer.
+
+The int8 package runs oneDNN int8 kernels (qconv/qlinear) on x86-64; its quantized reference is the
+X86 PT2E program, cached next to the XNNPACK one in <output>/quantized/.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from deploytool.errors import LowerError, QuantizeError, StageError
+from deploytool.export import Artifact, Programs
+from deploytool.fsutil import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger("deploytool")
+
+X86_PROGRAM = "program.x86-inductor.pt2"
+X86_RECORD = "x86-inductor.json"
+
+
+def write_aoti(programs: Programs, folder: Path) -> list[Artifact]:
+    """`model.pt2` (fp32) and, when the run is int8, `model.int8.pt2`; both for aoti_load_package.
+
+    >>> [a.path.name for a in write_aoti(programs, Path("build/server"))]
+    ['model.pt2', 'model.int8.pt2']
+    """
+    prepared = programs.prepared
+    batch_note = "batch dimension is dynamic" if prepared.config.dynamic_batch else "static batch 1"
+    started = time.perf_counter()
+    path = atomic_write_bytes(folder / "model.pt2", compile_package(programs.fp32_server))
+    fp32 = Artifact(path, "aoti", "fp32", notes=(f"compiled for this machine's CPU (x86-64, gcc); {batch_note}",),
+                    seconds=time.perf_counter() - started)
+    if programs.precision != "int8":
+        return [fp32]
+    started = time.perf_counter()
+    # Freezing is what turns q/dq patterns into oneDNN int8 kernels, but with a dynamic batch it gives wrong
+    # outputs (torch 2.13 + torchao 0.18; this parity check caught it), so dynamic packages simulate int8 in fp32.
+    freezing = not prepared.config.dynamic_batch
+    kernels = ("oneDNN int8 kernels" if freezing else
+               "int8 q/dq computed in fp32 (no oneDNN int8 kernels: Inductor's int8 fusion is wrong with a dynamic "
+               "batch in this torch version)")
+    try:
+        data = compile_package(x86_int8_program(prepared), freezing=freezing)
+    except StageError as exc:  # int8 is an extra here: keep the fp32 package and say why there is no int8 one
+        log.warning("no int8 .pt2: %s", exc.message)
+        return [replace(fp32, notes=(*fp32.notes, f"int8 .pt2 not written: {exc.message}"))]
+    int8_path = atomic_write_bytes(folder / "model.int8.pt2", data)
+    return [fp32, Artifact(int8_path, "aoti", "int8", seconds=time.perf_counter() - started, notes=(
+        f"PT2E int8 with X86InductorQuantizer (uint8 activations, per-channel int8 weights), calibrated on "
+        f"{len(prepared.split.calibration)} samples (the PT2E calibration split); {kernels}; {batch_note}",
+        "quantized reference: the X86InductorQuantizer PT2E program (not the XNNPACK one the .pte comes from)"))]
+
+
+def compile_package(program, *, freezing: bool = False) -> bytes:
+    """AOTInductor package bytes. `freezing` folds weights as constants, which the int8 fusion passes need.
+
+    >>> data = compile_package(torch.export.export(model, (x,)))
+    """
+    import torch
+    import torch._inductor.config as inductor_config
+
+    buffer = io.BytesIO()
+    try:
+        with torch.no_grad(), inductor_config.patch(freezing=freezing):
+            torch._inductor.aoti_compile_and_package(program, package_path=buffer)
+    except Exception as exc:  # inductor and the C++ compiler fail in many ways; all mean "no package"
+        raise LowerError(f"AOTInductor compilation failed: {type(exc).__name__}: {str(exc).strip()[:500]}",
+                         hint="AOTInductor needs a C++ compiler (gcc/g++) on PATH; add -v for the traceback, or "
+                              "leave aoti out with --format.") from exc
+    return buffer.getvalue()
+
+
+def x86_int8_program(prepared) -> Any:
+    """The X86InductorQuantizer int8 program, reused from <output>/quantized/ while model, data and options match.
+
+    >>> program = x86_int8_program(prepared)
+    """
+    from deploytool.api import QUANT_DIR, _load_program, _save_program
+
+    folder = prepared.config.output_dir / QUANT_DIR
+    key = f"{prepared.cache_key()}-dynamic={prepared.config.dynamic_batch}"
+    record_path, program_path = folder / X86_RECORD, folder / X86_PROGRAM
+    if program_path.is_file() and record_path.is_file() and _record_key(record_path) == key:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the int8 fusions
+
+        return _load_program(program_path)
+    program = quantize_x86(prepared)
+    _save_program(program, program_path)
+    atomic_write_json(record_path, {"cache_key": key, "quantizer": "X86InductorQuantizer",
+                                    "calibration_samples": len(prepared.split.calibration)})
+    return program
+
+
+def quantize_x86(prepared) -> Any:
+    """PT2E int8 for Inductor on x86: capture batch-dynamic, calibrate in batches, convert, re-export.
+
+    >>> program = quantize_x86(prepared)
+    """
+    import torch
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from deploytool.capture import capture, export
+
+    config = prepared.config
+    captured = capture(prepared.loaded.module, prepared.example_inputs)
+    try:
+        observed = prepare_pt2e(captured.program.module(),
+                                x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config()))
+    except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
+        raise QuantizeError(f"X86InductorQuantizer could not annotate the model: {type(exc).__name__}: {exc}") from exc
+    dtypes = [t.dtype for t in prepared.example_inputs]
+    with torch.inference_mode():
+        for _, arrays in prepared.split.calibration.batches(config.data.batch_size if captured.dynamic_batch else 1):
+            observed(*(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes)))
+    converted = convert_pt2e(observed)
+    try:
+        return export(converted, prepared.example_inputs, strict=False, dynamic_batch=config.dynamic_batch)
+    except Exception as exc:  # re-export of a converted graph should not fail; report it if it does
+        raise QuantizeError(f"Re-exporting the X86 int8 model failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _record_key(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("cache_key")
+    except (OSError, json.JSONDecodeError):
+        return None
