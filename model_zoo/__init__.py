@@ -3,3 +3,19 @@ from deploytool.registry import ZOO
 
 ZOO.register("digits", "model_zoo.digits.entry:ENTRY", task="image classification (10 digits)",
              inputs="x: 1x1x8x8 float32", targets=("android", "ios"))
+ZOO.register("text", "model_zoo.text.entry:ENTRY", task="text classification (4 topics), transformer encoder",
+             inputs="ids: 1x24 int64", targets=("android", "ios"))
+
+_VISION = {  # torchvision architectures at a smaller input, on real photo crops (model_zoo/vision.py)
+    "mobilenet_v2": "MobileNetV2",
+    "mobilenet_v3_small": "MobileNetV3-Small",
+    "resnet18": "ResNet-18",
+    "efficientnet_b0": "EfficientNet-B0",
+    "shufflenet_v2_x1_0": "ShuffleNetV2 1.0x",
+    "squeezenet1_1": "SqueezeNet 1.1",
+    "regnet_x_400mf": "RegNetX-400MF",
+    "vit_tiny": "ViT-Tiny/16 (torchvision VisionTransformer)",
+}
+for _name, _title in _VISION.items():
+    ZOO.register(_name, f"model_zoo.{_name}.entry:ENTRY", task=f"image classification, {_title}",
+                 inputs="x: 1x3x128x128 float32", targets=("android", "ios"))

@@ -5,9 +5,12 @@ and flower.jpg). They calibrate and check the torchvision entries; nothing here 
 """
 from __future__ import annotations
 
+import io
 import itertools
 import sys
 from pathlib import Path
+
+from deploytool.fsutil import atomic_write_bytes
 
 CROP_SIZES = (256, 192, 160, 320)  # several scales so crops differ in content, not just position
 
@@ -37,8 +40,10 @@ def write_photos(folder: Path, count: int = 48) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, image in photo_crops(count):
         target = folder / f"{name}.jpg"
-        if not target.exists():
-            image.save(target, quality=92)
+        if not target.exists():  # atomic: an interrupted run never leaves a truncated JPEG that is then kept
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=92)
+            atomic_write_bytes(target, buffer.getvalue())
     return folder
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Cli
+from cli_runner import Cli
 
 from deploytool.api import plan_formats
 from deploytool.export.bundled import BUNDLED_CASES, sidecar_path

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Cli
+from cli_runner import Cli
 
 from deploytool.runtime.native import RUNNER_FORMAT
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Cli
+from cli_runner import Cli
 
 FP32_MAX_ABS_REL = 1e-4  # config.ParityConfig.fp32: lowering fp32 must be numerically transparent
 SERVER_FILES = ("model.onnx", "model.int8.onnx", "model.pt", "model.pt2", "model.int8.pt2")

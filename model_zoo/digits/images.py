@@ -1,8 +1,11 @@
 """Write the held-out half of the digits as PNG files, one sub-folder per class: real data for the demo."""
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
+
+from deploytool.fsutil import atomic_write_bytes
 
 
 def write_digit_images(folder: Path) -> Path:
@@ -14,9 +17,10 @@ def write_digit_images(folder: Path) -> Path:
     _, held_out = split_indices(len(labels))
     for index in held_out:
         target = folder / str(labels[index]) / f"digit_{index:04d}.png"
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels[index], mode="L").save(target)
+        if not target.exists():  # atomic: an interrupted run never leaves a truncated PNG that is then kept
+            buffer = io.BytesIO()
+            Image.fromarray(pixels[index], mode="L").save(buffer, "PNG")
+            atomic_write_bytes(target, buffer.getvalue())
     return folder
 
 

@@ -32,7 +32,7 @@ make_fixture = _load_generator()
 @pytest.fixture(scope="module")
 def android_demo(tmp_path_factory) -> pathlib.Path:
     """A copy of the demo app with the fp32 zoo digits model put in by `export --into`."""
-    from conftest import Cli
+    from cli_runner import Cli
 
     folder = tmp_path_factory.mktemp("demo")
     demo = shutil.copytree(ROOT / "android_demo", folder / "android_demo")

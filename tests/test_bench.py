@@ -1,0 +1,110 @@
+"""`deploytool bench`: every format timed in its own runtime, at the thread counts asked for, next to eager."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli_runner import Cli
+from deploytool.bench import measure
+
+RUNS = "3"  # enough for median/p10/p90 to exist; the numbers themselves are not asserted (no timed tests)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, digit_images) -> tuple[Cli, Path]:
+    """zoo:digits quantized on real digits, then every format of every target exported."""
+    folder = tmp_path_factory.mktemp("bench")
+    cli = Cli(folder)
+    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.5")
+    cli("export", "--target", "all")
+    return cli, folder / "build" / "deploytool"
+
+
+@pytest.mark.slow
+def test_bench_runs_every_format_at_each_thread_count(exported):
+    cli, output = exported
+    rows = json.loads(cli("bench", "--threads", "1,2", "--runs", RUNS, "--warmup", "1", "--json").stdout)
+    manifests = [json.loads(p.read_text()) for p in output.glob("*/manifest.json")]
+    formats = {(a["format"], a["precision"]) for m in manifests for a in m["artifacts"]}
+    assert {("pte", "int8"), ("bpte", "int8"), ("ptl", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
+            ("torchscript", "fp32"), ("aoti", "fp32"), ("aoti", "int8")} <= formats
+    for threads in (1, 2):
+        at = [r for r in rows if r["threads"] == threads]
+        assert at[0]["format"] == "eager" and at[0]["size_bytes"] > 0, "eager is each thread count's first row"
+        assert {(r["format"], r["precision"]) for r in at[1:]} == formats
+        for row in at:
+            assert row["error"] is None, row
+            assert row["runs"] == int(RUNS)
+            assert 0 < row["p10_ms"] <= row["median_ms"] <= row["p90_ms"], row
+            assert row["peak_rss_mb"] > 10 and row["load_s"] >= 0 and row["cpu_ms"] >= 0
+        for row in at[1:]:
+            assert row["size_bytes"] == (output / row["name"]).stat().st_size
+        # Each runtime reports back the thread count it was given.
+        settings = {r["format"]: r["thread_setting"] for r in at}
+        assert f"threadpool reports {threads} threads" in settings["pte"]
+        assert f"intra_op_num_threads = {threads}" in settings["onnx"]
+        assert f"torch.get_num_threads() = {threads}" in settings["aoti"]
+        assert f"torch.get_num_threads() = {threads}" in settings["eager"]
+    # android/ and ios/ hold the same .pte bytes: benched once, the copy named.
+    pte = next(r for r in rows if r["name"] == "android/model.pte")
+    assert pte["also"] == ["ios/model.pte"]
+    assert not any(r["name"] == "ios/model.pte" for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_table_shows_ratios_to_eager(exported):
+    cli, output = exported
+    stdout = cli("bench", str(output / "server" / "model.int8.onnx"), "--threads", "1", "--runs", RUNS).stdout
+    lines = stdout.splitlines()
+    assert "x eager" in lines[0] and "peak RSS MB" in lines[0]
+    ratio_end = lines[0].index("x eager") + len("x eager")  # numbers are right-aligned under their header
+    ratios = {line.split()[1]: float(line[:ratio_end].split()[-1]) for line in lines[1:3]}
+    assert ratios["eager"] == 1.0
+    assert ratios["server/model.int8.onnx"] > 0
+    assert "SessionOptions.intra_op_num_threads = 1" in stdout
+
+
+def test_bench_rejects_bad_threads_and_missing_artifacts(cli, tmp_path):
+    result = cli("bench", "--threads", "0,2", expect=2)
+    assert "--threads" in result.stderr
+    result = cli("bench", str(tmp_path / "nope.pte"), "--model", "zoo:digits", expect=2)
+    assert "nope.pte does not exist" in result.stderr
+    (tmp_path / "model.xyz").write_bytes(b"")
+    result = cli("bench", "model.xyz", "--model", "zoo:digits", expect=2)
+    assert "suffix '.xyz'" in result.stderr
+
+
+def test_measure_orders_percentiles_and_counts_runs():
+    calls = []
+    result = measure(lambda: calls.append(sum(range(20000))), runs=9, warmup=3, load_s=0.5, thread_setting="x")
+    assert len(calls) == 3 + 9  # the first call (timed on its own) counts as the first warm-up call
+    assert result["runs"] == 9 and result["load_s"] == 0.5
+    assert 0 < result["p10_ms"] <= result["median_ms"] <= result["p90_ms"]
+
+
+@pytest.mark.slow
+def test_inspect_reads_the_xnnpack_graph_inside_the_pte_and_the_optimized_onnx(exported):
+    cli, output = exported
+    pte = json.loads(cli("inspect", str(output / "android" / "model.pte"), "--json").stdout)
+    xnnpack = pte["delegated"]["delegated to XnnpackBackend"]
+    assert xnnpack["XNNConv2d"] >= 2 and xnnpack["XNNFullyConnected"] == 1  # digits: 3 convs (1 depthwise), 1 linear
+    assert pte["not_delegated"] == {}
+    assert pte["qdq_boundaries"] == xnnpack["XNNConvert"] == 2, "int8 end to end: quantize in, dequantize out"
+    assert any(t["dtype"] == "qcint8" and t["constant"] for t in pte["tensors"]), "per-channel int8 weights"
+    onnx = json.loads(cli("inspect", str(output / "server" / "model.int8.onnx"), "--json").stdout)
+    optimized = next(iter(onnx["delegated"].values()))
+    assert optimized.get("QLinearConv", 0) >= 1, optimized
+    result = cli("inspect", str(output / "server" / "model.pt"), expect=2)
+    assert "reads .pte and .onnx" in result.stderr
+
+
+@pytest.mark.slow
+def test_export_again_reuses_the_lowered_pte_from_the_content_cache(exported):
+    cli, output = exported
+    before = (output / "android" / "model.pte").read_bytes()
+    result = cli("export", "--target", "android", "--format", "pte,bpte,ptl")  # what the fixture wrote there
+    assert "reusing the lowered .pte" in result.stderr
+    assert (output / "android" / "model.pte").read_bytes() == before
+    assert len(list((output / ".cache" / "pte").glob("*.pte"))) == 1, "one int8 program, one cache entry"
