@@ -21,17 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from deploytool.config import InputSpec, Precision, Preprocess, ProjectConfig, load_config
+from deploytool.config import IMAGENET, Color, InputSpec, Precision, Preprocess, ProjectConfig, load_config
 from deploytool.data import Split, split
 from deploytool.errors import DataError, ParityFailed, UsageError
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
+from deploytool.lock import holds_output_lock
 from deploytool.export import Artifact
 from deploytool.report import ArtifactReport, target_report, versions
 from deploytool.verify import References, verify
 
 log = logging.getLogger("deploytool")
 
-__all__ = ["load_config", "prepare", "quantize", "export", "check", "Prepared", "QuantizeResult"]
+__all__ = ["load_config", "prepare", "quantize", "diagnose", "export", "check", "Prepared", "QuantizeResult"]
 
 QUANT_DIR = "quantized"
 
@@ -47,13 +48,21 @@ class Prepared:
     split: Split
     example_inputs: tuple  # torch tensors, batch 1, from the first calibration sample
     timings: dict[str, float] = field(default_factory=dict)
+    # Computed once, read by every step after: held-out samples, eager outputs and shapes, quantize results.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(f"output_{i}" for i in range(len(self.eager_outputs_shape())))
 
     def eager_outputs_shape(self) -> list[tuple[int, ...]]:
-        return [tuple(o.shape) for o in _as_list(self.loaded.module(*self.example_inputs))]
+        if "output_shapes" not in self.memo:
+            import torch
+
+            with torch.inference_mode():
+                outputs = _as_list(self.loaded.module(*self.example_inputs))
+            self.memo["output_shapes"] = [tuple(o.shape) for o in outputs]
+        return self.memo["output_shapes"]
 
     def cache_key(self) -> str:
         """Changes whenever the model, the calibration data or any option that shapes the program changes."""
@@ -61,6 +70,30 @@ class Prepared:
                  "quantize": self.config.quantize, "inputs": self.inputs, "preprocess": self.preprocess,
                  "batch": self.config.data.batch_size, "versions": versions()}
         return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]
+
+    def inputs_hash(self, precision: Precision) -> str:
+        """What an export was made from, recorded in manifest.json: `deploytool check` re-exports when it changes.
+
+        Model (weights, code, the spec as written), calibration files and every option that shapes an artifact.
+        No absolute paths: two checkouts of one repository record the same hash and byte-identical manifests.
+
+        >>> prepared.inputs_hash(Precision.INT8) == prepare(config).inputs_hash(Precision.INT8)
+        True
+        """
+        from deploytool.config import _to_plain
+
+        digest = hashlib.sha256(replace(self.loaded, spec=self.config.model or "").fingerprint().encode())
+        file_digests: dict[Path, str] = {}
+        for ref in self.split.calibration.refs:
+            if ref.path.is_file() and ref.path not in file_digests:
+                file_digests[ref.path] = sha256_file(ref.path)
+            digest.update(f"{ref.key}|{ref.index}|{ref.label}|{file_digests.get(ref.path)}".encode())
+        options = {"precision": precision, "quantize": self.config.quantize, "inputs": self.inputs,
+                   "preprocess": self.preprocess, "batch": self.config.data.batch_size,
+                   "dynamic_batch": self.config.dynamic_batch, "torchscript_capture": self.config.torchscript_capture,
+                   "versions": versions()}
+        digest.update(json.dumps({k: _to_plain(v) for k, v in options.items()}, sort_keys=True).encode())
+        return digest.hexdigest()[:20]
 
 
 @dataclass
@@ -72,6 +105,10 @@ class QuantizeResult:
     held_out_samples: int
     capture_method: str
     reference_parity: Any  # Comparison of the quantized program vs eager, in-process
+    recipe: dict[str, Any] = field(default_factory=dict)  # observer, granularity, layers kept in fp32
+    fallback: dict[str, Any] | None = None  # the automatic fp32 fallback's steps, when a budget was set
+    program: Any = field(default=None, repr=False)  # the int8 ExportedProgram, so export need not reload it
+    outputs: Any = field(default=None, repr=False)  # its in-process outputs on the held-out samples
 
 
 def prepare(config: ProjectConfig) -> Prepared:
@@ -85,8 +122,8 @@ def prepare(config: ProjectConfig) -> Prepared:
     started = time.perf_counter()
     loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
                   trust_checkpoint=config.trust_checkpoint)
-    preprocess = config.preprocess or loaded.preprocess or Preprocess()
     inputs = config.inputs or loaded.inputs
+    preprocess = config.preprocess or loaded.preprocess or default_preprocess(inputs)
     input_names = tuple(i.name for i in inputs) or loaded.input_names
     calib = config.data.calib
     if calib is None and loaded.zoo_entry is not None:
@@ -111,6 +148,19 @@ def prepare(config: ProjectConfig) -> Prepared:
     return prepared
 
 
+def default_preprocess(inputs: tuple[InputSpec, ...]) -> Preprocess:
+    """ImageNet conventions (resize 256, crop 224, mean/std), fitted to a known NCHW input shape."""
+    if not inputs or len(inputs[0].shape) != 4:
+        return IMAGENET
+    _, channels, height, width = inputs[0].shape
+    if channels not in (1, 3):
+        return IMAGENET
+    return replace(IMAGENET, resize=round(min(height, width) * 256 / 224), center_crop=(height, width),
+                   color=Color.L if channels == 1 else Color.RGB,
+                   mean=IMAGENET.mean if channels == 3 else (0.449,), std=IMAGENET.std if channels == 3 else (0.226,))
+
+
+@holds_output_lock
 def quantize(config: ProjectConfig, prepared: Prepared | None = None) -> QuantizeResult:
     """Capture, quantize to int8 on the calibration split, save the program for `export` to reuse."""
     from deploytool.capture import capture
@@ -118,39 +168,86 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None) -> Quantiz
 
     prepared = prepared or prepare(config)
     key = prepared.cache_key()
+    if ("quantize", key, config.output_dir) in prepared.memo:  # export right after quantize, in one process
+        return prepared.memo["quantize", key, config.output_dir]
     folder = config.output_dir / QUANT_DIR
     record = _read_record(folder)
     program_path = folder / "program.pt2"
     if record and record.get("cache_key") == key and program_path.is_file():
         log.info("reusing the quantized program in %s (model, data and options unchanged)", folder)
         program, reused, method = _load_program(program_path), True, record["capture_method"]
+        recipe, fallback = record.get("recipe", {}), record.get("fallback")
     else:
         started = time.perf_counter()
         captured = capture(prepared.loaded.module, prepared.example_inputs)
         prepared.timings["capture"] = time.perf_counter() - started
         started = time.perf_counter()
-        quantized = quantize_pt2e(captured, recipe=config.quantize, calibration=prepared.split.calibration,
-                                  example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
+        if config.quantize.has_budget:
+            from deploytool.quantize.fallback import quantize_within_budget
+
+            quantized, fallback = quantize_within_budget(prepared, captured)
+        else:
+            quantized = quantize_pt2e(captured, recipe=config.quantize, calibration=prepared.split.calibration,
+                                      example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
+            fallback = None
+        recipe = _recipe_record(config, fallback)
         prepared.timings["quantize"] = time.perf_counter() - started
         program, reused, method = quantized.program, False, captured.method
         _save_program(program, program_path)
-    reference = _compare_in_process(prepared, program.module(), "quantized program (int8, before lowering)")
+    outputs = _module_outputs(prepared, program.module())
+    reference = _compare_in_process(prepared, outputs, "quantized program (int8, before lowering)")
     result = QuantizeResult(program_path, key, reused, len(prepared.split.calibration), len(prepared.split.held_out),
-                            method, reference)
+                            method, reference, recipe, fallback, program, outputs)
+    prepared.memo["quantize", key, config.output_dir] = result
     if not reused:
         atomic_write_json(folder / "quantize.json", {
             "cache_key": key, "capture_method": method, "config": _replayable(config),
-            "calibration": _calibration_summary(prepared), "versions": versions(),
+            "calibration": _calibration_summary(prepared), "recipe": recipe, "fallback": fallback,
+            "versions": versions(),
         })
     return result
 
 
+def _recipe_record(config: ProjectConfig, fallback: dict[str, Any] | None) -> dict[str, Any]:
+    """What report.json says about how the program was quantized."""
+    recipe = config.quantize
+    return {"quantizer": "XNNPACKQuantizer (PT2E)", "observer": recipe.observer.value,
+            "weights": "per-channel" if recipe.per_channel else "per-tensor",
+            "activations": "symmetric" if recipe.symmetric_activations else "asymmetric",
+            "keep_fp32": list(recipe.keep_fp32), "kept_fp32_by_fallback": fallback["kept_fp32"] if fallback else []}
+
+
+@holds_output_lock
+def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
+             fallback: dict[str, Any] | None = None) -> tuple[Any, Path]:
+    """Per-layer diagnosis of the int8 recipe; writes <output>/diagnosis/report.json and report.html.
+
+    >>> diagnosis, folder = diagnose(config)
+    >>> diagnosis.jump.name
+    'features.3'
+    """
+    from deploytool.capture import capture
+    from deploytool.htmlreport import write_html
+    from deploytool.quantize.diagnose import Session, diagnose as diagnose_layers
+
+    prepared = prepared or prepare(config)
+    session = Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), config.quantize)
+    diagnosis = diagnose_layers(session, keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
+                                fallback=fallback)
+    folder = config.output_dir / "diagnosis"
+    atomic_write_json(folder / "report.json", {**diagnosis.to_dict(), "versions": versions()})
+    write_html(diagnosis, folder / "report.html")
+    return diagnosis, folder
+
+
+@holds_output_lock
 def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, formats: tuple[str, ...] | None = None,
            precision: Precision | None = None, prepared: Prepared | None = None) -> list[ArtifactReport]:
     """Write each target's artifacts, verify each in its real runtime, write manifest.json and report.json.
 
     A format shared by several targets (the .pte of android and ios) is lowered once and copied.
     """
+    from deploytool.crosscheck import references_for
     from deploytool.export import FORMATS, Programs
 
     plan = plan_formats(targets or config.targets, formats)
@@ -158,14 +255,15 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     precision = precision or config.precision or _default_precision(config)
     quant = quantize(config, prepared) if precision is Precision.INT8 else None
     programs = Programs(prepared, precision=precision.value,
-                        int8_program=_load_program(quant.program_path) if quant else None)
-    references = _references(prepared, programs.int8)
+                        int8_program=quant.program if quant else None)
+    references = _references(prepared, quant)
     samples = [_batch_of_one(s, prepared.inputs) for _, s in _held_out(prepared)]
     built: dict[str, list[Artifact]] = {}
     reports: list[ArtifactReport] = []
+    per_target: dict[str, list[ArtifactReport]] = {}
     for target, target_formats in plan.items():
         folder = config.output_dir / target
-        target_reports = []
+        target_reports = per_target[target] = []
         for fmt in target_formats:
             if fmt in built:
                 artifacts = [_copy_artifact(a, folder) for a in built[fmt]]
@@ -173,24 +271,38 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
                 artifacts = built[fmt] = FORMATS.get(fmt).load()(programs, folder)
             for artifact in artifacts:
                 log.info("verifying %s in %s", artifact.path.name, FORMATS.get(artifact.format).meta["runtime"])
-                target_reports.append(verify(artifact, target=target, samples=samples, references=references,
+                own = references_for(artifact, references, prepared=prepared, samples=samples,
+                                     timeout_s=config.parity.timeout_s)
+                target_reports.append(verify(artifact, target=target, samples=samples, references=own,
                                              config=config, output_names=prepared.output_names,
                                              unverified=prepared.split.calibration.is_random))
-        _write_target_files(prepared, folder, target, target_reports, quant)
         reports.extend(target_reports)
+    cross = _cross(reports)
+    for target, target_reports in per_target.items():
+        _write_target_files(prepared, config.output_dir / target, target, target_reports, quant, cross)
     return reports
 
 
 def plan_formats(targets: tuple[str, ...], formats: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
-    """target -> formats to write. `--format` narrows each target to the formats it supports."""
+    """target -> formats to write. `--format` narrows each target to the formats it supports.
+
+    >>> plan_formats(("android", "server"), ("ptl", "onnx"))
+    {'android': ('ptl',), 'server': ('onnx',)}
+    """
     from deploytool.export import FORMATS
-    from deploytool.registry import TARGETS
+    from deploytool.registry import ALL_TARGETS, TARGETS
 
     for fmt in formats or ():
         FORMATS.get(fmt)
+    everything = ALL_TARGETS in targets
+    if everything:
+        targets = tuple(TARGETS.names())
     plan = {}
     for target in targets:
-        supported = TARGETS.get(target).meta["formats"]
+        meta = TARGETS.get(target).meta
+        # Extra formats (android's legacy .ptl) are written only for --format naming them or --target all.
+        extra = meta.get("extra_formats", ()) if formats or everything else ()
+        supported = (*meta["formats"], *extra)
         plan[target] = tuple(f for f in supported if not formats or f in formats)
     if not any(plan.values()):
         raise UsageError(f"None of the formats {', '.join(formats or ())} is written for target(s) "
@@ -198,12 +310,19 @@ def plan_formats(targets: tuple[str, ...], formats: tuple[str, ...] | None) -> d
     return {t: f for t, f in plan.items() if f}
 
 
-def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None,
+@holds_output_lock
+def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, native: bool = False,
           prepared: Prepared | None = None) -> list[ArtifactReport]:
-    """Re-run parity on the artifacts already in the output folder (a CI gate)."""
-    from deploytool.export import Artifact
+    """Re-run parity on the artifacts already in the output folder (a CI gate).
 
-    if targets:
+    `native` also runs each .pte in the C++ runner (built on first use) and checks it against eager and
+    against the Python runtime's outputs.
+    """
+    from deploytool.crosscheck import references_for
+    from deploytool.export import Artifact
+    from deploytool.registry import ALL_TARGETS
+
+    if targets and ALL_TARGETS not in targets:
         folders = [config.output_dir / t for t in targets]
     else:  # every target exported into this output folder
         folders = sorted(p.parent for p in config.output_dir.glob("*/manifest.json"))
@@ -211,48 +330,102 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None,
     if missing or not folders:
         where = missing[0] if missing else config.output_dir
         raise UsageError(f"No exported artifacts in {where} (no manifest.json).", hint="Run `deploytool export` first.")
-    prepared = prepared or prepare(config)
     manifests = {folder: json.loads((folder / "manifest.json").read_text()) for folder in folders}
+    if native:
+        _native_runner_for(manifests)
+    prepared = prepared or prepare(config)
     int8 = any(a["precision"] == "int8" for m in manifests.values() for a in m["artifacts"])
     quant = quantize(config, prepared) if int8 else None
-    references = _references(prepared, _load_program(quant.program_path) if quant else None)
+    references = _references(prepared, quant)
     samples = [_batch_of_one(s, prepared.inputs) for _, s in _held_out(prepared)]
     reports = []
+    per_target: dict[Path, list[ArtifactReport]] = {}
     for folder, manifest in manifests.items():
-        target_reports = []
+        target_reports = per_target[folder] = []
+        delegations = _recorded_delegations(folder)
         for entry in manifest["artifacts"]:
             path = folder / entry["file"]
             if not path.is_file() or sha256_file(path) != entry["sha256"]:
                 raise ParityFailed(f"{path} is missing or differs from the sha256 in its manifest; it changed after "
                                    "export.", hint="Re-run `deploytool export`.")
-            artifact = Artifact(path, entry["format"], entry["precision"])
-            target_reports.append(verify(artifact, target=folder.name, samples=samples, references=references,
-                                         config=config, output_names=prepared.output_names,
-                                         unverified=prepared.split.calibration.is_random))
-        atomic_write_json(folder / "report.json", target_report(target_reports, target=folder.name, extra={
-            "calibration": _calibration_summary(prepared)}))
+            artifact = Artifact(path, entry["format"], entry["precision"], delegations.get(entry["sha256"]))
+            own = references_for(artifact, references, prepared=prepared, samples=samples,
+                                 timeout_s=config.parity.timeout_s)
+            verify_args = dict(target=folder.name, samples=samples, references=own, config=config,
+                               output_names=prepared.output_names, unverified=prepared.split.calibration.is_random)
+            target_reports.append(verify(artifact, **verify_args))
+            if native and artifact.format == "pte":
+                target_reports.append(_verify_native(artifact, target_reports[-1], **verify_args))
         reports.extend(target_reports)
+    cross = _cross(reports)
+    for folder, target_reports in per_target.items():
+        atomic_write_json(folder / "report.json", target_report(target_reports, target=folder.name, extra={
+            "calibration": _calibration_summary(prepared), "cross": cross}))
     return reports
 
 
 # --- verification and reporting -----------------------------------------------------------------------
 
 
-def _references(prepared: Prepared, int8_program) -> References:
-    return References(eager=_eager_outputs(prepared),
-                      int8=_module_outputs(prepared, int8_program.module()) if int8_program is not None else None,
+def _native_runner_for(manifests: dict[Path, dict]) -> Path:
+    """Build (or find cached) the native runner before any heavy work; --native needs a .pte to run."""
+    from deploytool.runtime.native import ensure_runner
+
+    if not any(a["format"] == "pte" for m in manifests.values() for a in m["artifacts"]):
+        raise UsageError("--native runs .pte files, and none was exported here.",
+                         hint="Export one with `deploytool export --target android` (or ios).")
+    return ensure_runner()
+
+
+def _recorded_delegations(folder: Path) -> dict[str, Any]:
+    """sha256 -> Delegation from the export's report.json: lowering is what measured it, and check re-runs none."""
+    from deploytool.export import Delegation
+
+    try:
+        artifacts = json.loads((folder / "report.json").read_text()).get("artifacts", [])
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {a["sha256"]: Delegation(d["delegated_ops"], d["total_ops"], d.get("not_delegated", {}),
+                                    {op: tuple(lines) for op, lines in d.get("where", {}).items()})
+            for a in artifacts if isinstance(a, dict) and (d := a.get("delegation")) and a.get("sha256")}
+
+
+def _verify_native(artifact: Artifact, python: ArtifactReport, **verify_args) -> ArtifactReport:
+    """The .pte again in the C++ runner: vs eager (as every row) and vs the Python runtime's outputs."""
+    from deploytool.parity import compare
+    from deploytool.runtime.native import NOTE, RUNNER_FORMAT, SAME_PROGRAM
+
+    report = verify(replace(artifact, format=RUNNER_FORMAT, notes=(NOTE,)), **verify_args)
+    if report.outputs is not None and python.outputs is not None:
+        report.comparisons.append(compare(python.outputs, report.outputs, output_names=verify_args["output_names"],
+                                          thresholds=SAME_PROGRAM, reference_name="ExecuTorch Python runtime",
+                                          candidate_name=f"{artifact.path.name} (native C++ runner)"))
+    return report
+
+
+def _references(prepared: Prepared, quant: QuantizeResult | None) -> References:
+    return References(eager=_eager_outputs(prepared), int8=quant.outputs if quant else None,
                       labels=[ref.label for ref, _ in _held_out(prepared)])
 
 
 def _copy_artifact(artifact: Artifact, folder: Path) -> Artifact:
     path = atomic_write_bytes(folder / artifact.path.name, artifact.path.read_bytes())
-    return replace(artifact, path=path)
+    companions = tuple(atomic_write_bytes(folder / c.name, c.read_bytes()) for c in artifact.companions)
+    return replace(artifact, path=path, companions=companions)
+
+
+def _cross(reports: list[ArtifactReport]) -> list[dict[str, Any]]:
+    """The cross-runtime matrix of the whole run; each target's report.json carries all of it."""
+    from deploytool.crosscheck import matrix
+
+    return [row.to_dict() for row in matrix(reports)]
 
 
 def _write_target_files(prepared: Prepared, folder: Path, target: str, reports: list[ArtifactReport],
-                        quant: QuantizeResult | None) -> None:
+                        quant: QuantizeResult | None, cross: list[dict[str, Any]]) -> None:
     extra = {"calibration": _calibration_summary(prepared),
-             "capture": {"method": quant.capture_method} if quant else None}
+             "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
+             "quantization": quant.recipe if quant else None}
     atomic_write_json(folder / "manifest.json", _manifest(prepared, reports))
     atomic_write_json(folder / "report.json", target_report(reports, target=target, extra=extra))
 
@@ -267,6 +440,7 @@ def _manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
     return {
         "schema": "deploytool.manifest/1",
         "model": prepared.config.model,
+        "inputs_hash": prepared.inputs_hash(Precision(reports[0].precision)),
         "artifact": {**artifacts[0], "backend": "xnnpack"} if reports[0].format == "pte" else artifacts[0],
         "artifacts": artifacts,
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in prepared.inputs],
@@ -343,13 +517,18 @@ def _load_program(path: Path):
     return torch.export.load(path)
 
 
-def _held_out(prepared: Prepared):
-    return prepared.split.held_out.samples()
+def _held_out(prepared: Prepared) -> list:
+    """The held-out (ref, sample) pairs, decoded once: references, runners and writers all read them."""
+    if "held_out" not in prepared.memo:
+        prepared.memo["held_out"] = list(prepared.split.held_out.samples())
+    return prepared.memo["held_out"]
 
 
 
 def _eager_outputs(prepared: Prepared) -> list[list[np.ndarray]]:
-    return _module_outputs(prepared, prepared.loaded.module)
+    if "eager_outputs" not in prepared.memo:
+        prepared.memo["eager_outputs"] = _module_outputs(prepared, prepared.loaded.module)
+    return prepared.memo["eager_outputs"]
 
 
 def _module_outputs(prepared: Prepared, module) -> list[list[np.ndarray]]:
@@ -360,11 +539,10 @@ def _module_outputs(prepared: Prepared, module) -> list[list[np.ndarray]]:
         return [_as_numpy(module(*_to_torch(s, prepared.inputs))) for _, s in _held_out(prepared)]
 
 
-def _compare_in_process(prepared: Prepared, module, name: str):
+def _compare_in_process(prepared: Prepared, quantized: list[list[np.ndarray]], name: str):
     from deploytool.parity import compare
 
     eager = _eager_outputs(prepared)
-    quantized = _module_outputs(prepared, module)
     return compare(eager, quantized, output_names=prepared.output_names, candidate_name=name,
                    reference_name="eager fp32", thresholds=prepared.config.parity.int8)
 
@@ -417,9 +595,9 @@ def _check_model_accepts(prepared: Prepared, key: str) -> None:
         with torch.inference_mode():
             prepared.loaded.module(*prepared.example_inputs)
     except Exception as exc:  # the user's forward can raise anything on a wrong shape
-        shapes = ", ".join(f"{i.name} {list(i.shape)}" for i in prepared.inputs)
-        raise DataError(f"The model rejects the data's input shape ({shapes}, from {key}): "
+        shapes = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in prepared.inputs)
+        raise DataError(f"The model rejects the data's input shape or dtype ({shapes}, from {key}): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                         hint="Make the data match the model: set preprocess.resize/center_crop for images, or "
-                             "reshape the arrays.") from exc
+                             "reshape or cast the arrays (or set inputs.<name>.dtype).") from exc
 

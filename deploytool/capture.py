@@ -35,7 +35,7 @@ def capture(module, example_inputs: tuple, *, dynamic_batch: bool = True) -> Cap
     attempts = [(strict, dyn) for dyn in ((True, False) if dynamic_batch else (False,)) for strict in (True, False)]
     failures: list[tuple[str, Exception]] = []
     for strict, dyn in attempts:
-        label = f"{'strict' if strict else 'non-strict'}{', dynamic batch' if dyn else ''}"
+        label = f"{'strict' if strict else 'non-strict'}{' (dynamic batch)' if dyn else ''}"
         try:
             program = export(module, example_inputs, strict=strict, dynamic_batch=dyn)
         except Exception as exc:  # torch.export raises many unrelated types; every one means "not this way"
@@ -85,7 +85,7 @@ def _diagnose(failures: list[tuple[str, Exception]]) -> CaptureError:
     else:
         what = f"{kind}: {_first_line(exc)}"
         hint = "Run with -v for the full trace; torch.export's docs list the usual rewrites."
-    tried = ", ".join(name for name, _ in failures)
+    tried = "; ".join(name for name, _ in failures)
     return CaptureError(f"The model cannot be captured with torch.export (tried: {tried}): {what}{where}.", hint=hint)
 
 

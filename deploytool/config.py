@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import tomllib
 import types
 import typing
@@ -18,6 +19,8 @@ from typing import Any
 from deploytool.errors import ConfigError, did_you_mean
 
 CONFIG_FILE = "deploytool.toml"
+MODELS_KEY = "models"  # [[models]]: one table per model, top-level keys are their defaults
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # safe in folder names, JUnit and test ids
 
 
 class Precision(str, Enum):
@@ -95,9 +98,57 @@ class DataConfig:
             raise ConfigError(f"data.batch_size = {self.batch_size}: must be at least 1")
 
 
+class Observer(str, Enum):
+    """How calibration picks each activation's int8 range (torchao PT2E observers)."""
+
+    MINMAX = "minmax"
+    MOVING_AVERAGE = "moving-average"
+    HISTOGRAM = "histogram"
+    PERCENTILE = "percentile"
+
+
+class OnnxCalibration(str, Enum):
+    """onnxruntime.quantization calibration methods for the int8 ONNX model."""
+
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class ScriptCapture(str, Enum):
+    """How the TorchScript formats (.pt, .ptl) capture the model."""
+
+    TRACE = "trace"
+    SCRIPT = "script"
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     per_channel: bool = True  # per-channel weights keep depthwise convs accurate at no runtime cost
+    observer: Observer = Observer.HISTOGRAM  # XNNPACK's own default: searches the clipping range with least error
+    symmetric_activations: bool = False  # affine uses all 256 levels for one-signed (post-ReLU) activations
+    percentile: float = 99.99  # observer = percentile: clip the rarest 0.01% of values, which dominate minmax
+    keep_fp32: tuple[str, ...] = ()  # eager module paths, globs (classifier.*) or type:Name left unquantized
+    # Budgets for the automatic fp32 fallback; None leaves every supported layer in int8.
+    min_sqnr_db: float | None = None
+    min_top1_agreement: float | None = None
+    max_accuracy_drop: float | None = None  # top-1 accuracy points vs eager fp32, on labelled held-out data
+    max_fp32_layers: int = 8  # past a handful of fp32 layers the int8 model loses its size and speed edge
+    onnx_calibration: OnnxCalibration = OnnxCalibration.MINMAX  # exact observed ranges: fastest, no clipping guess
+
+    def __post_init__(self) -> None:
+        if not 50 < self.percentile <= 100:
+            raise ConfigError(f"quantize.percentile = {self.percentile}: must be in (50, 100], e.g. 99.99")
+        if self.max_fp32_layers < 1:
+            raise ConfigError(f"quantize.max_fp32_layers = {self.max_fp32_layers}: must be at least 1")
+        if self.min_top1_agreement is not None and not 0 <= self.min_top1_agreement <= 1:
+            raise ConfigError(f"quantize.min_top1_agreement = {self.min_top1_agreement}: a share in [0, 1], e.g. 0.97")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise ConfigError(f"quantize.max_accuracy_drop = {self.max_accuracy_drop}: points, at least 0, e.g. 1.0")
+
+    @property
+    def has_budget(self) -> bool:
+        return any(v is not None for v in (self.min_sqnr_db, self.min_top1_agreement, self.max_accuracy_drop))
 
 
 @dataclass(frozen=True)
@@ -125,6 +176,22 @@ class ParityConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """How far each metric may fall behind deploytool.baseline.json before `deploytool check` fails."""
+
+    sqnr_db: float = 1.0  # dB; reruns on one machine agree to 0.01 dB, so a 1 dB drop is a real change
+    top1_agreement: float = 0.01  # share of held-out samples: one flipped prediction in a hundred
+    accuracy: float = 0.01  # top-1 accuracy on labelled held-out samples, as a share (1 point)
+    size_growth: float = 0.05  # relative growth of the artifact file; weights alone do not grow by 5%
+    delegated_share: float = 0.0  # any op leaving the delegate runs on slow portable kernels: always a regression
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            if getattr(self, item.name) < 0:
+                raise ConfigError(f"baseline.{item.name} = {getattr(self, item.name)}: a tolerance, at least 0")
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     model: str | None = None  # zoo:NAME, torchvision:NAME, pkg.mod:factory, file.py:factory, or a .pt2
     weights: str | None = None  # local state_dict / checkpoint for the model
@@ -136,7 +203,11 @@ class ProjectConfig:
     quantize: QuantConfig = QuantConfig()
     targets: tuple[str, ...] = ("android",)
     precision: Precision | None = None  # None: int8 when a quantized program exists, else fp32
+    dynamic_batch: bool = False  # server formats (onnx, torchscript, aoti) take any batch; off: batch 1 like mobile
+    torchscript_capture: ScriptCapture = ScriptCapture.TRACE  # trace handles any forward() without data-dependent ifs
     parity: ParityConfig = ParityConfig()
+    name: str | None = None  # a [[models]] entry's name: in check tables, JUnit, test ids and <output>/<name>
+    baseline: BaselineConfig = BaselineConfig()  # tolerances against the committed deploytool.baseline.json
     output: str = "build/deploytool"
     base_dir: Path = field(default=Path("."), compare=False)  # relative paths resolve against this
     source: str = field(default="defaults", compare=False)  # where the values came from, for messages
@@ -186,14 +257,57 @@ def load_config(start: Path | None = None, *, file: Path | None = None,
         path, file_table = found
         table = _merge(table, file_table)
         source, base_dir = str(path), path.parent
+    _apply_overrides(table, overrides)
+    return parse_config(table, source=source, base_dir=base_dir)
+
+
+def load_projects(start: Path | None = None, *, file: Path | None = None,
+                  overrides: dict[str, Any] | None = None) -> list[ProjectConfig]:
+    """Every model the config declares: one per [[models]] entry, else the single top-level model.
+
+    Top-level keys are defaults for every entry; an entry's own keys win (tables merge key by key), flags win
+    over both. Entry `name` writes into <output>/<name>. Without [[models]] this is `[load_config(...)]`.
+
+    >>> [p.name for p in load_projects(Path("examples/model-repo"))]
+    ['digitnet', 'digitmlp']
+    """
+    start = (start or Path.cwd()).resolve()
+    found = (file.resolve(), _read_any(file)) if file else find_config(start)
+    if not found or MODELS_KEY not in found[1]:
+        return [load_config(start, file=file, overrides=overrides)]
+    path, table = found
+    entries = table[MODELS_KEY]
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{path}: 'models' must be a non-empty list of tables.",
+                          hint='Write one [[models]] table per model, each with name = "..." and model = "...".')
+    defaults = {key: value for key, value in table.items() if key != MODELS_KEY}
+    projects: list[ProjectConfig] = []
+    for number, entry in enumerate(entries, start=1):
+        name = entry.get("name")
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+            raise ConfigError(f"{path}: [[models]] entry {number} needs name = \"...\" made of letters, digits, "
+                              f"'-', '_' or '.', got {name!r}.", hint='e.g. name = "mobilenet"')
+        if any(p.name == name for p in projects):
+            raise ConfigError(f"{path}: two [[models]] entries are named '{name}'.", hint="Give each model its own name.")
+        merged = _merge(defaults, entry)
+        _apply_overrides(merged, overrides)
+        config = parse_config(merged, source=f"{path} [[models]] '{name}'", base_dir=path.parent)
+        projects.append(dataclasses.replace(config, output=f"{config.output}/{name}"))
+    return projects
+
+
+def _apply_overrides(table: dict[str, Any], overrides: dict[str, Any] | None) -> None:
     for dotted, value in (overrides or {}).items():
         if value is None or value == ():
             continue
         _set_dotted(table, dotted, value)
-    return parse_config(table, source=source, base_dir=base_dir)
 
 
 def parse_config(table: dict[str, Any], *, source: str = "<config>", base_dir: Path = Path(".")) -> ProjectConfig:
+    if MODELS_KEY in table:
+        raise ConfigError(f"{source} declares several models ([[models]]); this command works on one.",
+                          hint="`deploytool check` runs every declared model; for one of them alone, point "
+                               "--config at a file that declares only that model.")
     config = _build(ProjectConfig, table, where="", source=source)
     return dataclasses.replace(config, base_dir=base_dir, source=source)
 
@@ -202,7 +316,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", hint="Fix the syntax at the line shown.") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
@@ -212,7 +326,15 @@ def _read_any(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist.")
     if path.suffix == ".json":
-        return json.loads(path.read_text())
+        try:
+            table = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}", hint="Fix the syntax at the position shown.") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: the top level must be an object of settings, got {type(table).__name__}.")
+        return table
     table = _read_toml(path)
     return table.get("tool", {}).get("deploytool", table) if path.name == "pyproject.toml" else table
 

@@ -37,7 +37,8 @@ class Loaded:
         for name, tensor in sorted(self.module.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        for source in sorted({_source_of(type(m)) for m in self.module.modules()}):
+        # One getsource per class, not per module instance: it re-parses the class's whole file each time.
+        for source in sorted({_source_of(cls) for cls in {type(m) for m in self.module.modules()}}):
             digest.update(source.encode())
         return digest.hexdigest()
 
@@ -52,24 +53,25 @@ def load(spec: str, *, base_dir: Path = Path("."), weights: str | None = None,
     """
     kind, _, name = spec.partition(":")
     if spec.endswith(".pt2"):
-        loaded = _load_program(base_dir / spec)
+        loaded = _load_program((base_dir / spec).resolve())
     elif kind == "zoo":
-        loaded = _load_zoo(name)
+        loaded = _load_zoo(name, weights=(base_dir / weights).resolve() if weights else None, trust=trust_checkpoint)
     elif kind == "torchvision":
         loaded = _load_torchvision(name)
     elif kind.endswith(".py") and name:
         loaded = _load_factory(spec, _import_file(base_dir / kind), name)
+        # One file named relatively (quantize) or absolutely (export replaying the record) is one model: same cache key.
+        loaded.spec = f"{(base_dir / kind).resolve()}:{name}"
     elif name and "." not in name and "/" not in kind:
         loaded = _load_factory(spec, _import_module(kind), name)
     else:
         raise UsageError(f"Cannot read model spec '{spec}'.",
                          hint="Use zoo:NAME, torchvision:NAME, pkg.module:factory, path/to/file.py:factory "
                               "or a saved program.pt2.")
-    if weights:
+    if weights and kind != "zoo":  # a zoo entry loads them itself, in place of its own
         path = (base_dir / weights).resolve()
         load_weights(loaded.module, path, trust=trust_checkpoint)
         loaded.fingerprint_parts.append(path.read_bytes())
-    loaded.module.eval()
     return loaded
 
 
@@ -84,13 +86,17 @@ def load_weights(module, path: Path, *, trust: bool = False) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # nothing asked for code to run: the bytes are not a checkpoint
+            raise ModelLoadError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]}).") from None
+        cause = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
         raise ModelLoadError(
             f"{path} needs full pickle to load, which can run arbitrary code; it was refused under "
-            f"weights_only=True ({str(exc).splitlines()[0][:160]}).",
+            f"weights_only=True. {cause}".strip(),
             hint="Re-save it as a plain state_dict (torch.save(model.state_dict(), ...)), or, if you trust the "
                  "file, pass --trust-checkpoint.") from None
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ModelLoadError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]}).") from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]  # an empty file raises a bare EOFError
+        raise ModelLoadError(f"{path}: not a readable checkpoint ({first}).") from None
     state = _unwrap_checkpoint(state, path)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -122,11 +128,11 @@ def _unwrap_checkpoint(state: Any, path: Path) -> dict[str, Any]:
     return state
 
 
-def _load_zoo(name: str) -> Loaded:
+def _load_zoo(name: str, *, weights: Path | None, trust: bool) -> Loaded:
     from deploytool.registry import zoo
 
     entry = zoo().get(name).load()
-    module = entry.build()
+    module = entry.instantiate(weights, trust=trust)  # user or cached weights replace the entry's own
     return Loaded(module, f"zoo:{name}", tuple(i.name for i in entry.inputs), entry.inputs,
                   entry.preprocess, entry.labels, zoo_entry=entry)
 
@@ -138,7 +144,7 @@ def _load_torchvision(name: str) -> Loaded:
     known = models.list_models(module=models)
     if name not in known:
         raise UsageError(f"Unknown torchvision model '{name}'. {did_you_mean(name, known)}")
-    module = models.get_model(name, weights=None)
+    module = models.get_model(name, weights=None).eval()
     categories = _imagenet_categories(models, name)
     return Loaded(module, f"torchvision:{name}", ("x",), (InputSpec("x", (1, 3, 224, 224)),), IMAGENET, categories)
 
@@ -205,7 +211,7 @@ def _load_factory(spec: str, namespace, factory_name: str) -> Loaded:
                        for n, t in zip(names, example))
     source = inspect.getsourcefile(factory) if inspect.isfunction(factory) else None
     parts = [Path(source).read_bytes()] if source else []
-    return Loaded(result, spec, names, inputs, fingerprint_parts=parts)
+    return Loaded(result.eval(), spec, names, inputs, fingerprint_parts=parts)
 
 
 def _load_program(path: Path) -> Loaded:

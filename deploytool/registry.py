@@ -53,9 +53,17 @@ class Registry:
 
 
 TARGETS = Registry("target")
-TARGETS.register("android", "", formats=("pte",),
-                 summary="ExecuTorch .pte with XNNPACK for the Android library (arm64; verified here on x86-64)")
-TARGETS.register("ios", "", formats=("pte",), summary="ExecuTorch .pte with XNNPACK for the iOS Swift package")
+# `formats` are written by default; `extra_formats` only when --format names them, or with --target all.
+TARGETS.register("android", "", formats=("pte",), extra_formats=("bpte", "ptl"),
+                 summary="ExecuTorch .pte with XNNPACK for the Android library (arm64; verified here on x86-64); "
+                         "--format pte,bpte adds a BundledProgram for on-device self-verification, --format ptl a legacy "
+                         "PyTorch Mobile .ptl")
+TARGETS.register("ios", "", formats=("pte",), extra_formats=("bpte",),
+                 summary="ExecuTorch .pte with XNNPACK for the iOS Swift package; --format pte,bpte adds a "
+                         "BundledProgram for on-device self-verification")
+TARGETS.register("server", "", formats=("onnx", "torchscript", "aoti"),
+                 summary="ONNX for onnxruntime (fp32 + int8 QDQ), TorchScript, AOTInductor .pt2 for x86-64 Linux")
+ALL_TARGETS = "all"  # --target all: every registered target
 
 
 ZOO = Registry("zoo model")

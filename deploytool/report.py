@@ -111,7 +111,24 @@ def summary_table(reports: list[ArtifactReport]) -> str:
         rows.append((r.model, r.target, r.artifact_path.name, r.precision, _size(r.size_bytes), delegated,
                      f"{first.sqnr_db:.1f} dB" if first else "-",
                      f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-", parity))
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return _columns(rows)
+
+
+def cross_table(rows: list) -> str:
+    """The cross-runtime parity matrix (deploytool.crosscheck.CrossRow), worst output per row."""
+    header = ("artifact", "precision", "runtime", "compared with", "SQNR", "top-1 agr", "max abs/range", "verdict")
+    lines = [header]
+    for r in rows:
+        lines.append((r.artifact, r.precision, r.runtime, r.reference,
+                      f"{r.sqnr_db:.1f} dB" if r.sqnr_db is not None else "-",
+                      f"{r.top1_agreement:.3f}" if r.top1_agreement is not None else "-",
+                      f"{r.max_abs_rel:.2e}" if r.max_abs_rel is not None else "-",
+                      f"{r.verdict}: {r.error}" if r.error else r.verdict))
+    return "cross-runtime parity (held-out samples):\n" + _columns(lines)
+
+
+def _columns(rows: list[tuple]) -> str:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -133,8 +150,12 @@ def details(reports: list[ArtifactReport]) -> str:
                          f"eager fp32 {eager:.2%}, {r.artifact_path.name} {r.precision} {artifact:.2%} "
                          f"({(artifact - eager) * 100:+.1f} points)")
         if r.delegation and r.delegation.not_delegated:
-            left = ", ".join(f"{op} x{n}" for op, n in r.delegation.not_delegated.items())
-            lines.append(f"  not delegated to XNNPACK: {left}")
+            where = r.delegation.where
+            left = ", ".join(f"{op} x{n}" + (f" at {', '.join(where[op])}" if where.get(op) else "")
+                             for op, n in r.delegation.not_delegated.items())
+            kept = r.delegation.total_ops - r.delegation.delegated_ops
+            lines.append(f"  not delegated to XNNPACK ({kept} of {r.delegation.total_ops} ops, "
+                         f"{1 - r.delegation.share:.0%}; they run on the portable CPU kernels): {left}")
         if r.unverified:
             lines.append("  UNVERIFIED: calibrated and checked on random data (--calib random); parity proves nothing.")
     return "\n".join(lines)

@@ -9,10 +9,14 @@ import warnings
 
 import click
 
+from deploytool.cli.bench import bench
 from deploytool.cli.check import check
+from deploytool.cli.diagnose import diagnose
 from deploytool.cli.export import export
+from deploytool.cli.inspect import inspect
 from deploytool.cli.quantize import quantize
 from deploytool.cli.targets import targets
+from deploytool.cli.zoo import zoo
 from deploytool.errors import DeployError
 
 EXAMPLES = """
@@ -37,15 +41,40 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
     _setup_logging(logging.DEBUG if ctx.obj["verbose"] else logging.WARNING if quiet else logging.INFO)
 
 
-for command in (quantize, export, check, targets):
+for command in (quantize, diagnose, export, check, bench, inspect, targets, zoo):
     cli.add_command(command)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record, so runs in one process (CliRunner, notebooks) each get their
+    logs, not the stream of the first run."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the current sys.stderr always wins
+        pass
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now (test runners and notebooks swap it between calls)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 def _setup_logging(level: int) -> None:
     logger = logging.getLogger("deploytool")
     logger.setLevel(level)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if level > logging.INFO else "%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False

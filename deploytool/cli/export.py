@@ -1,6 +1,8 @@
 """`deploytool export`."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from deploytool.cli.options import build_config, command_with_examples, print_json, project_options, split_list
@@ -10,40 +12,74 @@ from deploytool.errors import ParityFailed
 @command_with_examples("""  deploytool export --target android
   deploytool export --target android,ios --precision fp32
   deploytool export --model zoo:digits --target ios --json
+  deploytool export --target all
+  deploytool export --target server --format onnx --capture script
+  deploytool export --model zoo:digits --target android --into android_demo
 """)("export")
 @project_options
-@click.option("--target", "target", help="Comma-separated targets: android, ios (see `deploytool targets`).")
+@click.option("--target", "target", help="Comma-separated targets: android, ios, server, or all "
+                                       "(see `deploytool targets`).")
 @click.option("--format", "formats", help="Comma-separated formats to write (default: all of each target's); "
                                          "see `deploytool targets`.")
 @click.option("--precision", type=click.Choice(["int8", "fp32"]),
               help="Default: int8 when `quantize` ran in this output folder, else fp32.")
-def export(target: str | None, formats: str | None, precision: str | None, **flags) -> None:
+@click.option("--capture", type=click.Choice(["trace", "script"]),
+              help="How TorchScript formats (torchscript, ptl) capture the model [default: trace, checked on "
+                   "held-out samples].")
+@click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path),
+              help="Demo app folder (android_demo or ios_demo) to copy model.pte and manifest.json into, once "
+                   "parity passes.")
+def export(target: str | None, formats: str | None, precision: str | None, capture: str | None, into: Path | None,
+           **flags) -> None:
     """Lower to each target's artifact, then verify it in its real runtime.
 
-    Writes <output>/<target>/model.pte, manifest.json and report.json. Parity runs the artifact in the
-    ExecuTorch runtime (in a child process) on the held-out real samples and compares with eager fp32
-    and with the quantized reference. Exit code 1 when a check fails; the artifact is kept and flagged.
+    Writes <output>/<target>/ with the artifacts (model.pte; server: model.onnx, model.pt, model.pt2 and
+    their int8 variants), manifest.json and report.json. Parity runs each artifact in its own runtime
+    (ExecuTorch, onnxruntime, torch.jit, AOTInductor; in a child process) on the held-out real samples,
+    compares with eager fp32 and with its quantized reference, and ends with a cross-runtime table.
+    Exit code 1 when a check fails; the artifact is kept and flagged.
     """
     from deploytool import api
     from deploytool.config import Precision
 
     targets = split_list(target)
-    config = build_config(flags)
-    api.plan_formats(targets or config.targets, split_list(formats))  # typos fail before any heavy work
+    config = build_config(flags, torchscript_capture=capture)
+    plan = api.plan_formats(targets or config.targets, split_list(formats))  # typos fail before any heavy work
+    if into is not None:
+        demo_target = _demo_target(plan, into)
     reports = api.export(config, targets=targets, formats=split_list(formats),
                          precision=Precision(precision) if precision else None)
     show_reports(reports, as_json=flags["as_json"])
+    if into is not None:  # only reached when parity passed
+        from deploytool.demo_apps import install_into_demo
+
+        install_into_demo(config.output_dir / demo_target, into, target=demo_target)
+
+
+def _demo_target(plan: dict[str, tuple[str, ...]], into: Path) -> str:
+    """The one target whose demo app `into` must be; checked before any heavy work."""
+    from deploytool.demo_apps import demo_app
+    from deploytool.errors import UsageError
+
+    if len(plan) != 1:
+        raise UsageError(f"--into copies one target's model, but {len(plan)} targets are exported "
+                         f"({', '.join(plan)}).", hint=f"Export one target, e.g. --target android --into {into}.")
+    target = next(iter(plan))
+    demo_app(into, target=target)
+    return target
 
 
 def show_reports(reports, *, as_json: bool) -> None:
     """Table (or JSON) on stdout; exit 1 when any artifact failed its checks."""
-    from deploytool.report import details, summary_table
+    from deploytool.crosscheck import matrix
+    from deploytool.report import cross_table, details, summary_table
 
     if as_json:
         print_json([r.to_dict() for r in reports])
     else:
         click.echo(summary_table(reports))
         click.echo(details(reports))
+        click.echo("\n" + cross_table(matrix(reports)))
     failed = [r for r in reports if not r.passed]
     if failed:
         names = ", ".join(f"{r.target} ({r.artifact_path})" for r in failed)

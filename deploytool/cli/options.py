@@ -38,16 +38,21 @@ def build_config(flags: dict[str, Any], **extra: Any) -> ProjectConfig:
     """Defaults < the last `quantize` run recorded in the output folder < config file < flags."""
     from deploytool.api import recorded_config
 
-    overrides = {
-        "model": flags.get("model"), "weights": flags.get("weights"), "trust_checkpoint": flags.get("trust_checkpoint"),
-        "data.calib": flags.get("calib"), "data.calib_limit": flags.get("calib_limit"),
-        "data.holdout": flags.get("holdout"), "output": flags.get("output"), **extra,
-    }
+    overrides = config_overrides(flags, **extra)
     config = load_config(Path.cwd(), file=flags.get("config_file"), overrides=overrides)
     recorded = recorded_config(config.output_dir)
     if recorded:
         config = load_config(Path.cwd(), file=flags.get("config_file"), overrides=overrides, fallback=recorded)
     return config
+
+
+def config_overrides(flags: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The project flags as dotted config keys; None means the flag was not given."""
+    return {
+        "model": flags.get("model"), "weights": flags.get("weights"), "trust_checkpoint": flags.get("trust_checkpoint"),
+        "data.calib": flags.get("calib"), "data.calib_limit": flags.get("calib_limit"),
+        "data.holdout": flags.get("holdout"), "output": flags.get("output"), **extra,
+    }
 
 
 def print_json(value: Any) -> None:
@@ -65,3 +70,26 @@ def command_with_examples(examples: str):
     """click.command with an Examples epilog kept verbatim."""
     return functools.partial(click.command, epilog="\b\nExamples:\n" + examples,
                              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+
+def executor_options(function):
+    """--executor, --jobs, --ray-address: where the independent jobs of a matrix run (deploytool.executor)."""
+    options = [
+        click.option("--executor", "executor_name", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True, help="Run the jobs here, or as Ray tasks (pip install 'deploytool[ray]')."),
+        click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Local worker processes running jobs at once."),
+        click.option("--ray-address", help="Ray cluster to join, e.g. auto or ray://head:10001 [default: RAY_ADDRESS, "
+                                           "else the cluster `ray start` started here, else a new local instance]."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def make_executor(executor_name: str, jobs: int, ray_address: str | None):
+    """The executor the flags ask for; None for the plain in-process run (`--executor local --jobs 1`)."""
+    from deploytool.executor import executor_for
+
+    executor = executor_for(executor_name, jobs=jobs, ray_address=ray_address)
+    return None if executor_name == "local" and jobs == 1 else executor

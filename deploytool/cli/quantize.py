@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import click
 
+from deploytool.cli.diagnose import recipe_options, recipe_overrides, show_diagnosis
 from deploytool.cli.options import build_config, command_with_examples, print_json, project_options
 
 
 @command_with_examples("""  deploytool quantize --model model.py:build --calib photos/
   deploytool quantize --model zoo:digits               # the zoo entry brings its own real data
   deploytool quantize --model torchvision:resnet18 --weights resnet18.pth --calib val/ --calib-limit 128
+  deploytool quantize --per-tensor --min-sqnr 25 --diagnose   # fp32 fallback to a budget, with report.html
 """)("quantize")
 @project_options
-@click.option("--per-tensor", is_flag=True, default=None, help="Per-tensor weights instead of per-channel.")
-def quantize(per_tensor: bool | None, **flags) -> None:
+@recipe_options
+@click.option("--diagnose", "with_diagnosis", is_flag=True,
+              help="Also write the per-layer diagnosis: <output>/diagnosis/report.json and report.html.")
+def quantize(with_diagnosis: bool, **flags) -> None:
     """Int8 post-training quantization, calibrated on real data.
 
     Captures the model with torch.export, calibrates XNNPACK int8 (PT2E) on the calibration split, and
@@ -21,15 +25,20 @@ def quantize(per_tensor: bool | None, **flags) -> None:
     """
     from deploytool import api
 
-    config = build_config(flags, **{"quantize.per_channel": False if per_tensor else None})
-    result = api.quantize(config)
+    config = build_config(flags, **recipe_overrides(flags))
+    prepared = api.prepare(config)
+    result = api.quantize(config, prepared)
     reference = result.reference_parity
+    diagnosis = api.diagnose(config, prepared, fallback=result.fallback) if with_diagnosis else None
     if flags["as_json"]:
         from deploytool.report import _comparison_dict
 
         print_json({"program": str(result.program_path), "reused": result.reused, "cache_key": result.cache_key,
                     "calibration_samples": result.calibration_samples, "held_out_samples": result.held_out_samples,
-                    "capture": result.capture_method, "parity_vs_eager": _comparison_dict(reference)})
+                    "capture": result.capture_method, "parity_vs_eager": _comparison_dict(reference),
+                    "recipe": result.recipe, "fallback": result.fallback,
+                    "diagnosis": str(diagnosis[1] / "report.json") if diagnosis else None})
+        _fail_unmet_budget(result.fallback)
         return
     state = "reused (unchanged)" if result.reused else "written"
     click.echo(f"quantized program: {result.program_path} ({state})")
@@ -37,4 +46,22 @@ def quantize(per_tensor: bool | None, **flags) -> None:
                f"captured {result.capture_method}")
     for line in reference.checklist():
         click.echo(line)
+    if result.fallback:
+        from deploytool.quantize.fallback import fallback_lines
+
+        for line in fallback_lines(result.fallback):
+            click.echo(line)
+    if diagnosis:
+        show_diagnosis(*diagnosis, as_json=False)
+    _fail_unmet_budget(result.fallback)
     click.echo("next: deploytool export --target android")
+
+
+def _fail_unmet_budget(fallback) -> None:
+    from deploytool.errors import ParityFailed
+
+    if fallback and not fallback["met"]:
+        raise ParityFailed(f"The quality budget {fallback['budget']} was not met even with "
+                           f"{len(fallback['kept_fp32'])} layer(s) in fp32; the best program is saved.",
+                           hint="Raise --max-fp32-layers, relax the budget, try another --observer, or calibrate "
+                                "on more data; `deploytool diagnose` shows which layers suffer.")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +73,10 @@ class Dataset:
             refs.append(ref)
             rows.append(arrays)
             if len(rows) == batch_size:
-                yield refs, _stack(rows)
+                yield refs, _stack(refs, rows)
                 refs, rows = [], []
         if rows:
-            yield refs, _stack(rows)
+            yield refs, _stack(refs, rows)
 
     def fingerprint(self) -> str:
         """Content hash of the samples' files and positions, for cache keys."""
@@ -91,7 +90,16 @@ class Dataset:
         return digest.hexdigest()
 
 
-def _stack(rows: list[Arrays]) -> Arrays:
+def _stack(refs: list[SampleRef], rows: list[Arrays]) -> Arrays:
+    for position, column in enumerate(zip(*rows)):
+        shapes = {a.shape for a in column}
+        if len(shapes) > 1:
+            first = next(i for i, a in enumerate(column) if a.shape != column[0].shape)
+            raise DataError(
+                f"Samples differ in shape: {refs[0].key} gives {list(column[0].shape)} but {refs[first].key} gives "
+                f"{list(column[first].shape)} (input {position}).",
+                hint="For images set preprocess.resize and preprocess.center_crop so every image comes out the same "
+                     "size; for arrays, make every sample the same shape.")
     return tuple(np.stack(column) for column in zip(*rows))
 
 
@@ -110,18 +118,28 @@ class Split:
 
 
 def split(dataset: Dataset, *, holdout: float, holdout_min: int, calib_limit: int | None) -> Split:
-    """Deterministic split on a hash of each key: adding files never reshuffles the others.
+    """Deterministic split: each sample's key hashes to a number in [0, 1); those below `holdout` are held out.
 
-    The held-out part is never used for calibration; it is what parity runs on.
+    A sample's side depends only on its own key, so adding files never moves the others (except when the
+    `holdout_min` floor tops up a small held-out part). The held-out part is never calibrated on.
     """
     if len(dataset) < 2:
         raise DataError(f"{dataset.description} holds {len(dataset)} sample(s); at least 2 are needed, one to "
                         "calibrate and one held out for the parity check.", hint="Add more samples.")
-    ordered = sorted(dataset.refs, key=lambda ref: hashlib.sha256(ref.key.encode()).hexdigest())
-    n_held = max(math.ceil(len(ordered) * holdout), min(holdout_min, len(ordered) // 2))
-    n_held = min(n_held, len(ordered) - 1)
-    held, calib = ordered[:n_held], ordered[n_held:]
+    ordered = sorted(dataset.refs, key=_position)
+    held = [ref for ref in ordered if _position(ref) < holdout]
+    floor = min(holdout_min, len(ordered) // 2)
+    if len(held) < floor:
+        held = ordered[:floor]
+    held_keys = {ref.key for ref in held}
+    calib = [ref for ref in ordered if ref.key not in held_keys]
+    if not calib:
+        held, calib = held[:-1], held[-1:]
     if calib_limit is not None:
-        calib = calib[:calib_limit]
+        calib = calib[:calib_limit]  # hash order: a limited calibration set still spans the classes
     # Within each part, keep a readable order (by key) so logs and reports are stable.
     return Split(dataset.subset(sorted(calib, key=lambda r: r.key)), dataset.subset(sorted(held, key=lambda r: r.key)))
+
+
+def _position(ref: SampleRef) -> float:
+    return int(hashlib.sha256(ref.key.encode()).hexdigest()[:12], 16) / 16 ** 12

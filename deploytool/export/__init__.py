@@ -14,6 +14,7 @@ class Delegation:
     delegated_ops: int
     total_ops: int
     not_delegated: dict[str, int] = field(default_factory=dict)  # op type -> count left on the portable CPU path
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)  # op type -> source lines that produced it
 
     @property
     def share(self) -> float:
@@ -28,6 +29,7 @@ class Artifact:
     delegation: Delegation | None = None
     notes: tuple[str, ...] = ()  # what the report should tell the user about how it was built
     seconds: float = 0.0  # time to build it
+    companions: tuple[Path, ...] = ()  # files that travel with the artifact (copied along, e.g. tolerances)
 
 
 class Programs:
@@ -45,12 +47,51 @@ class Programs:
         prepared = self.prepared
         return export(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=False)
 
+    @functools.cached_property
+    def fp32_server(self) -> Any:
+        """fp32 for the server formats: batch-dynamic when the config sets dynamic_batch, else `fp32`."""
+        from deploytool.capture import export
+
+        from deploytool.errors import CaptureError
+
+        prepared = self.prepared
+        if not prepared.config.dynamic_batch:
+            return self.fp32
+        try:
+            return export(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=True)
+        except Exception as exc:  # torch.export raises many types; all mean the batch cannot be dynamic
+            raise CaptureError(f"dynamic_batch = true, but the model cannot be exported with a dynamic batch: "
+                               f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}",
+                               hint="Set dynamic_batch = false (server artifacts then take batch 1), or remove "
+                                    "what pins the batch size in forward().") from exc
+
     @property
     def main(self) -> Any:
         """The program for single-program formats: int8 when quantizing, else fp32."""
         return self.int8 if self.precision == "int8" else self.fp32
 
+    def pte(self) -> tuple[bytes, Delegation]:
+        """`main` lowered to .pte bytes once per export (.pte and .bpte share it), cached across runs by content
+        in <output>/.cache/pte."""
+        if not hasattr(self, "_pte"):
+            from deploytool.export.executorch import lower_pte_cached
+
+            self._pte = lower_pte_cached(self.main, cache_dir=self.prepared.config.output_dir / ".cache" / "pte")
+        return self._pte
+
 
 FORMATS = Registry("format")
 FORMATS.register("pte", "deploytool.export.executorch:write_pte", runtime="ExecuTorch runtime (XNNPACK)",
                  summary="ExecuTorch program for the Android and iOS libraries")
+FORMATS.register("bpte", "deploytool.export.bundled:write_bpte",
+                 runtime="ExecuTorch runtime (bundled-program verify + XNNPACK)",
+                 summary="ExecuTorch BundledProgram: the .pte plus held-out inputs and expected outputs for "
+                         "on-device self-verification")
+FORMATS.register("onnx", "deploytool.export.onnx:write_onnx", runtime="onnxruntime (CPU EP)",
+                 summary="model.onnx (fp32) and, when int8, model.int8.onnx (QDQ, onnxruntime static quantization)")
+FORMATS.register("torchscript", "deploytool.export.torchscript:write_torchscript", runtime="torch.jit.load",
+                 summary="TorchScript model.pt (fp32) for libtorch / Python servers")
+FORMATS.register("ptl", "deploytool.export.torchscript:write_ptl", runtime="PyTorch Mobile lite interpreter",
+                 summary="legacy PyTorch Mobile model.ptl (fp32); deprecated in favour of ExecuTorch .pte")
+FORMATS.register("aoti", "deploytool.export.aoti:write_aoti", runtime="AOTInductor (aoti_load_package)",
+                 summary="AOTInductor package model.pt2 (fp32) and, when int8, model.int8.pt2 (X86 Inductor int8)")

@@ -57,8 +57,6 @@ def write_bpte(programs: Programs, folder: Path) -> list[Artifact]:
     >>> write_bpte(programs, Path("build/deploytool/android"))[0].path.name
     'model.bpte'
     """
-    from deploytool.export.executorch import lower_pte
-
     started = time.perf_counter()
     prepared = programs.prepared
     inputs, expected = _cases(prepared)
@@ -66,7 +64,7 @@ def write_bpte(programs: Programs, folder: Path) -> list[Artifact]:
         raise LowerError("No held-out samples to bundle into model.bpte.",
                          hint="Give more data or a larger --holdout, so that some samples are held out.")
     tolerance = tolerance_for(programs, inputs, expected, parity=prepared.config.parity)
-    data, delegation = lower_pte(programs.main)
+    data, delegation = programs.pte()
     bundle = _serialize(data, inputs, expected)
     path = atomic_write_bytes(folder / "model.bpte", bundle)
     sidecar = atomic_write_json(sidecar_path(path), {

@@ -1,22 +1,28 @@
 """ExecuTorch .pte with the XNNPACK partitioner."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import re
 import time
 from collections import Counter
 from pathlib import Path
 
 from deploytool.errors import LowerError
 from deploytool.export import Artifact, Delegation, Programs
-from deploytool.fsutil import atomic_write_bytes
+from deploytool.fsutil import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("deploytool")
+
+BOOKKEEPING = ("getitem", "alloc", "to_dim_order_copy")
 
 
 def write_pte(programs: Programs, folder: Path) -> list[Artifact]:
     """`model.pte` from the main program (int8 when quantized)."""
     started = time.perf_counter()
-    data, delegation = lower_pte(programs.main)
+    data, delegation = programs.pte()
     path = atomic_write_bytes(folder / "model.pte", data)
     return [Artifact(path, "pte", programs.precision, delegation, seconds=time.perf_counter() - started)]
 
@@ -42,13 +48,71 @@ def lower_pte(program) -> tuple[bytes, Delegation]:
     return buffer, delegation
 
 
+def lower_pte_cached(program, *, cache_dir: Path) -> tuple[bytes, Delegation]:
+    """`lower_pte`, reusing the bytes from `cache_dir` when a program with the same content was lowered before.
+
+    The key hashes the graph, every weight and constant, and the library versions, so a changed model,
+    recipe or executorch release lowers again.
+
+    >>> data, delegation = lower_pte_cached(program, cache_dir=Path("build/deploytool/.cache/pte"))
+    """
+    key = program_fingerprint(program)
+    data_path, info_path = cache_dir / f"{key}.pte", cache_dir / f"{key}.json"
+    if data_path.is_file() and info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+            delegation = Delegation(info["delegated_ops"], info["total_ops"], info["not_delegated"],
+                                    {op: tuple(lines) for op, lines in info["where"].items()})
+            log.info("reusing the lowered .pte from %s (same program content)", data_path)
+            return data_path.read_bytes(), delegation
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("ignoring the unreadable lowering cache entry %s", info_path)
+    data, delegation = lower_pte(program)
+    atomic_write_bytes(data_path, data)
+    atomic_write_json(info_path, dataclasses.asdict(delegation))  # written last: it marks the entry complete
+    return data, delegation
+
+
+def program_fingerprint(program) -> str:
+    """Content hash of an ExportedProgram: graph code, signature, weights, constants and library versions."""
+    import torch
+
+    from deploytool.report import versions
+
+    digest = hashlib.sha256(repr(sorted(versions().items())).encode())
+    digest.update(program.graph_module.code.encode())
+    digest.update(str(program.graph_signature).encode())
+    tensors = {**program.state_dict, **program.constants}
+    for name in sorted(tensors):
+        value = tensors[name]
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:  # constants may also hold script objects; their repr stands in
+            digest.update(repr(value).encode())
+    return digest.hexdigest()[:24]
+
+
 def _delegation(graph_module) -> Delegation:
     from executorch.devtools.backend_debug import get_delegation_info
 
     info = get_delegation_info(graph_module)
-    not_delegated = Counter({op: b.non_delegated for op, b in info.delegation_by_operator.items() if b.non_delegated})
     # Memory-format bookkeeping and getitem are not compute; counting them would skew the share.
-    for bookkeeping in ("getitem", "alloc", "_to_dim_order_copy"):
-        not_delegated.pop(bookkeeping, None)
+    not_delegated = Counter({op: b.non_delegated for op, b in info.delegation_by_operator.items()
+                             if b.non_delegated and not any(word in op for word in BOOKKEEPING)})
     total = info.num_delegated_nodes + sum(not_delegated.values())
-    return Delegation(info.num_delegated_nodes, total, dict(sorted(not_delegated.items())))
+    return Delegation(info.num_delegated_nodes, total, dict(sorted(not_delegated.items())),
+                      _where(graph_module, set(not_delegated)))
+
+
+def _where(graph_module, op_types: set[str]) -> dict[str, tuple[str, ...]]:
+    """op type -> the user source lines (file:line, from the capture's stack traces) of its non-delegated nodes."""
+    found: dict[str, set[str]] = {}
+    for node in graph_module.graph.nodes:
+        op_type = re.sub(r"_\d+$", "", node.name)  # the naming get_delegation_info uses
+        if node.op != "call_function" or op_type not in op_types:
+            continue
+        frames = re.findall(r'File "([^"]+)", line (\d+)', node.meta.get("stack_trace") or "")
+        user = [f"{Path(file).name}:{line}" for file, line in frames if "site-packages" not in file]
+        found.setdefault(op_type, set()).add(user[-1] if user else "unknown source line")
+    return {op: tuple(sorted(lines)) for op, lines in sorted(found.items())}

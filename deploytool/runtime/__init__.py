@@ -21,6 +21,17 @@ Arrays = tuple[np.ndarray, ...]
 
 RUNNERS = Registry("artifact format")
 RUNNERS.register("pte", "deploytool.runtime.executorch:run", runtime="ExecuTorch runtime (XNNPACK)")
+# `check --native`: the same .pte in a C++ program over executorch::extension::Module (built on first use).
+RUNNERS.register("pte-native", "deploytool.runtime.native:run", runtime="native C++ runner (x86-64 XNNPACK)")
+RUNNERS.register("bpte", "deploytool.runtime.bundled:run",
+                 runtime="ExecuTorch runtime (bundled-program verify + XNNPACK)")
+RUNNERS.register("onnx", "deploytool.runtime.onnx:run", runtime="onnxruntime (CPU EP)")
+# The int8 ONNX model's quantized reference: the same QDQ graph, op by op, with no int8 kernel fusion.
+RUNNERS.register("onnx-qdq-reference", "deploytool.runtime.onnx:run_unoptimized",
+                 runtime="onnxruntime (CPU EP, graph optimizations off)")
+RUNNERS.register("torchscript", "deploytool.runtime.torchscript:run", runtime="torch.jit.load")
+RUNNERS.register("ptl", "deploytool.runtime.lite:run", runtime="PyTorch Mobile lite interpreter")
+RUNNERS.register("aoti", "deploytool.runtime.aoti:run", runtime="AOTInductor (aoti_load_package)")
 
 
 @dataclass
@@ -36,11 +47,12 @@ class RunResult:
 
 def run_artifact(path: Path, fmt: str, samples: list[Arrays], *, timeout_s: float = 300.0) -> RunResult:
     """Run every sample through the artifact in a fresh child process."""
-    RUNNERS.get(fmt)  # unknown formats fail here, with suggestions
+    runner = RUNNERS.get(fmt).target  # unknown formats fail here, with suggestions
     with tempfile.TemporaryDirectory(prefix="deploytool-run-") as scratch:
         inputs, outputs = Path(scratch) / "inputs.npz", Path(scratch) / "outputs.npz"
         save_samples(inputs, samples)
-        command = [sys.executable, "-m", "deploytool.runtime.worker", fmt, str(path), str(inputs), str(outputs)]
+        # The child gets the runner's import string, so runners registered at run time (plugins, tests) work too.
+        command = [sys.executable, "-m", "deploytool.runtime.worker", runner, str(path), str(inputs), str(outputs)]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)

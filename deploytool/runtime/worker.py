@@ -1,4 +1,4 @@
-"""Child-process entry: `python -m deploytool.runtime.worker FORMAT ARTIFACT INPUTS.npz OUTPUTS.npz`."""
+"""Child-process entry: `python -m deploytool.runtime.worker MODULE:RUN ARTIFACT INPUTS.npz OUTPUTS.npz`."""
 from __future__ import annotations
 
 import sys
@@ -6,12 +6,13 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from deploytool.runtime import RUNNERS, load_samples, save_samples
+    from deploytool.registry import Entry
+    from deploytool.runtime import load_samples, save_samples
 
-    fmt, artifact, inputs_path, outputs_path = argv
+    runner, artifact, inputs_path, outputs_path = argv
     samples = load_samples(Path(inputs_path))
     try:
-        outputs = RUNNERS.get(fmt).load()(Path(artifact), samples)
+        outputs = Entry(runner, runner).load()(Path(artifact), samples)
     except Exception as exc:  # report any runtime failure as one line for the parent
         print(f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}", file=sys.stderr)
         return 1
