@@ -9,7 +9,9 @@ from deploytool.cli.options import command_with_examples, executor_options, make
 from deploytool.errors import UsageError
 
 
-@click.group("zoo", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group("zoo", epilog="\b\nExamples:\n  deploytool zoo list\n  deploytool zoo show digits\n"
+             "  deploytool zoo run digits --target android\n",
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def zoo() -> None:
     """Registered models, each with its data, quantization recipe and expected results."""
 

@@ -3,6 +3,7 @@ Ctrl-C while lowering exits 130 and leaves the previous artifact as it was."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from faultkit import assert_nothing_half_written, assert_untouched
@@ -28,6 +29,9 @@ def test_ctrl_c_during_lowering(fault, previous_run, tmp_path, monkeypatch):
         raise KeyboardInterrupt  # what Ctrl-C raises in the main thread, here from inside the lowering step
 
     monkeypatch.setattr(executorch.exir, "to_edge_transform_and_lower", interrupted)
+    # The previous run's lowering cache would skip the step being interrupted; the previous artifacts stay.
+    shutil.rmtree(tmp_path / "out" / ".cache")
+    previous_run = {name: data for name, data in previous_run.items() if not name.startswith("out/.cache/")}
     fault("export", "--output", "out", "--target", "android", error=KeyboardInterrupt, exit_code=130,
           fragments=("interrupted; nothing half-written was left behind",))
     assert_untouched(tmp_path, previous_run)
