@@ -6,7 +6,6 @@ the generator cannot hide behind itself.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -14,18 +13,11 @@ import pathlib
 import numpy as np
 import pytest
 
+import make_fixture  # this folder is on sys.path under pytest's default (prepend) import mode
+
 HERE = pathlib.Path(__file__).parent
 FIXTURE = HERE / "fixture.json"
 
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_fixture", HERE / "make_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_fixture = _load_generator()
 
 
 @pytest.fixture(scope="module")

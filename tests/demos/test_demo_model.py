@@ -6,7 +6,6 @@ ExecuTorch runtime on the fixture's expected_input: its logits and top-k must be
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import shutil
@@ -14,19 +13,12 @@ import shutil
 import numpy as np
 import pytest
 
+import make_fixture  # this folder is on sys.path under pytest's default (prepend) import mode
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).parent
 LOGITS_ATOL = 1e-4  # fp32 XNNPACK across machines: same program, summation order may differ slightly
 
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_fixture", HERE / "make_fixture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_fixture = _load_generator()
 
 
 @pytest.fixture(scope="module")
