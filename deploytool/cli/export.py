@@ -77,9 +77,10 @@ def show_reports(reports, *, as_json: bool) -> None:
     if as_json:
         print_json([r.to_dict() for r in reports])
     else:
+        # Tables first; the checklists and accuracy last, where the eye lands when the command ends.
         click.echo(summary_table(reports))
-        click.echo(details(reports))
         click.echo("\n" + cross_table(matrix(reports)))
+        click.echo(details(reports))
     failed = [r for r in reports if not r.passed]
     if failed:
         names = ", ".join(f"{r.target} ({r.artifact_path})" for r in failed)
