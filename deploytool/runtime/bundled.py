@@ -59,38 +59,32 @@ def self_test(path: Path) -> SelfTest:
 
 def run(path: Path, samples: list[tuple[np.ndarray, ...]]) -> list[list[np.ndarray]]:
     """Self-test the bundle (raise when it fails), then run the embedded program on `samples`."""
-    import torch
-    from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_bundled_program
+    from deploytool.runtime.executorch import run_each
 
     check = self_test(path)
     if not check.passed:
         raise BundleVerificationFailed(f"{Path(path).name}: bundled self-test failed: {check.summary}")
-    bundle = _load_bundle(Path(path))  # the module reads the program from the bundle's buffer: keep it alive
-    module = _load_for_executorch_from_bundled_program(bundle)
-    results = []
-    for sample in samples:
-        outputs = module.forward(tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample))
-        results.append([o.detach().numpy().copy() for o in outputs])
-    return results
+    return run_each(_embedded_forward(Path(path)), samples)
 
 
 def bench(path: Path, sample: tuple[np.ndarray, ...], *, runs: int, warmup: int, threads: int) -> dict:
     """Latency of the embedded program (the self-test is not timed), on ExecuTorch's threadpool at `threads`."""
-    import time
+    from deploytool.runtime.executorch import bench_forward
 
-    import torch
+    return bench_forward(lambda: _embedded_forward(Path(path)), sample, runs=runs, warmup=warmup, threads=threads)
+
+
+def _embedded_forward(path: Path):
     from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_bundled_program
 
-    from deploytool.bench import measure
-    from deploytool.runtime.executorch import set_threads
-
-    setting = set_threads(threads)
-    started = time.perf_counter()
-    bundle = _load_bundle(Path(path))  # the module reads the program from the bundle's buffer: keep it alive
+    bundle = _load_bundle(path)
     module = _load_for_executorch_from_bundled_program(bundle)
-    load_s = time.perf_counter() - started
-    inputs = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample)
-    return measure(lambda: module.forward(inputs), runs=runs, warmup=warmup, load_s=load_s, thread_setting=setting)
+
+    def forward(inputs):
+        return module.forward(inputs)
+
+    forward.bundle = bundle  # the module reads the program from the bundle's buffer: keep it alive
+    return forward
 
 
 def _load_bundle(path: Path):

@@ -7,32 +7,44 @@ import numpy as np
 
 
 def run(path: Path, samples: list[tuple[np.ndarray, ...]]) -> list[list[np.ndarray]]:
-    import torch
     from executorch.runtime import Runtime
 
-    method = Runtime.get().load_program(path).load_method("forward")
-    results = []
-    for sample in samples:
-        outputs = method.execute(tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample))
-        results.append([o.detach().numpy().copy() for o in outputs])
-    return results
+    return run_each(Runtime.get().load_program(path).load_method("forward").execute, samples)
 
 
 def bench(path: Path, sample: tuple[np.ndarray, ...], *, runs: int, warmup: int, threads: int) -> dict:
     """Latency of `forward` with ExecuTorch's threadpool (the one XNNPACK runs on) resized to `threads`."""
+    from executorch.runtime import Runtime
+
+    return bench_forward(lambda: Runtime.get().load_program(path).load_method("forward").execute, sample,
+                         runs=runs, warmup=warmup, threads=threads)
+
+
+def run_each(forward, samples: list[tuple[np.ndarray, ...]]) -> list[list[np.ndarray]]:
+    """`forward` (an ExecuTorch method taking a tuple of tensors) on each sample, outputs as numpy arrays."""
+    import torch
+
+    results = []
+    for sample in samples:
+        outputs = forward(tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample))
+        results.append([o.detach().numpy().copy() for o in outputs])
+    return results
+
+
+def bench_forward(load, sample: tuple[np.ndarray, ...], *, runs: int, warmup: int, threads: int) -> dict:
+    """Time `load()` (which returns the forward callable), then the forward on `sample`, at `threads`."""
     import time
 
     import torch
-    from executorch.runtime import Runtime
 
     from deploytool.bench import measure
 
     setting = set_threads(threads)
     started = time.perf_counter()
-    method = Runtime.get().load_program(path).load_method("forward")
+    forward = load()
     load_s = time.perf_counter() - started
     inputs = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample)
-    return measure(lambda: method.execute(inputs), runs=runs, warmup=warmup, load_s=load_s, thread_setting=setting)
+    return measure(lambda: forward(inputs), runs=runs, warmup=warmup, load_s=load_s, thread_setting=setting)
 
 
 def set_threads(threads: int) -> str:
