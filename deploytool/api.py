@@ -82,18 +82,17 @@ class Prepared:
         """
         from deploytool.config import _to_plain
 
+        if ("inputs_hash", precision) in self.memo:  # hashing weights and every calibration file is not free
+            return self.memo["inputs_hash", precision]
         digest = hashlib.sha256(replace(self.loaded, spec=self.config.model or "").fingerprint().encode())
-        file_digests: dict[Path, str] = {}
-        for ref in self.split.calibration.refs:
-            if ref.path.is_file() and ref.path not in file_digests:
-                file_digests[ref.path] = sha256_file(ref.path)
-            digest.update(f"{ref.key}|{ref.index}|{ref.label}|{file_digests.get(ref.path)}".encode())
+        digest.update(self.split.calibration.fingerprint().encode())
         options = {"precision": precision, "quantize": self.config.quantize, "inputs": self.inputs,
                    "preprocess": self.preprocess, "batch": self.config.data.batch_size,
                    "dynamic_batch": self.config.dynamic_batch, "torchscript_capture": self.config.torchscript_capture,
                    "versions": versions()}
         digest.update(json.dumps({k: _to_plain(v) for k, v in options.items()}, sort_keys=True).encode())
-        return digest.hexdigest()[:20]
+        self.memo["inputs_hash", precision] = digest.hexdigest()[:20]
+        return self.memo["inputs_hash", precision]
 
 
 @dataclass

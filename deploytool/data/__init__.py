@@ -79,14 +79,18 @@ class Dataset:
             yield refs, _stack(refs, rows)
 
     def fingerprint(self) -> str:
-        """Content hash of the samples' files and positions, for cache keys."""
-        digest = hashlib.sha256(self.description.encode())
-        seen: set[Path] = set()
+        """Content hash of the samples' files, keys and labels, for cache keys.
+
+        Keys are relative (`3/digit_0004.png`, `calib.npy#7`), so two checkouts of one repository agree.
+        """
+        from deploytool.fsutil import sha256_file
+
+        digest = hashlib.sha256()
+        file_digests: dict[Path, str] = {}
         for ref in self.refs:
-            digest.update(f"{ref.key}|{ref.index}|{ref.label}".encode())
-            if ref.path not in seen and ref.path.is_file():
-                seen.add(ref.path)
-                digest.update(_file_digest(ref.path))
+            if ref.path not in file_digests:
+                file_digests[ref.path] = sha256_file(ref.path) if ref.path.is_file() else ""
+            digest.update(f"{ref.key}|{ref.index}|{ref.label}|{file_digests[ref.path]}".encode())
         return digest.hexdigest()
 
 
@@ -102,13 +106,6 @@ def _stack(refs: list[SampleRef], rows: list[Arrays]) -> Arrays:
                      "size; for arrays, make every sample the same shape.")
     return tuple(np.stack(column) for column in zip(*rows))
 
-
-def _file_digest(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.digest()
 
 
 @dataclass(frozen=True)
