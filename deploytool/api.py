@@ -248,6 +248,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     """
     from deploytool.crosscheck import references_for
     from deploytool.export import FORMATS, Programs
+    from deploytool.runtime import RUNNERS, prestart
 
     plan = plan_formats(targets or config.targets, formats)
     prepared = prepared or prepare(config)
@@ -267,6 +268,8 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
             if fmt in built:
                 artifacts = [_copy_artifact(a, folder) for a in built[fmt]]
             else:
+                if fmt in RUNNERS:
+                    prestart(fmt)  # the verifying runtime imports while the format is built
                 artifacts = built[fmt] = FORMATS.get(fmt).load()(programs, folder)
             for artifact in artifacts:
                 log.info("verifying %s in %s", artifact.path.name, FORMATS.get(artifact.format).meta["runtime"])

@@ -1,15 +1,26 @@
-"""Child-process entry: `python -m deploytool.runtime.worker MODULE:RUN ARTIFACT INPUTS.npz OUTPUTS.npz`."""
+"""Child-process entry: `python -m deploytool.runtime.worker [MODULE ...]`.
+
+Imports the MODULEs (the runtime), then reads one job from stdin, a JSON line
+`["module:run", ARTIFACT, INPUTS.npz, OUTPUTS.npz]`, runs it and exits. No job (stdin closed) exits 0.
+"""
 from __future__ import annotations
 
+import importlib
+import json
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    for module in argv:
+        importlib.import_module(module)
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
     from deploytool.registry import Entry
     from deploytool.runtime import load_samples, save_samples
 
-    runner, artifact, inputs_path, outputs_path = argv
+    runner, artifact, inputs_path, outputs_path = json.loads(line)
     samples = load_samples(Path(inputs_path))
     try:
         outputs = Entry(runner, runner).load()(Path(artifact), samples)
