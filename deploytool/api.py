@@ -160,8 +160,15 @@ def default_preprocess(inputs: tuple[InputSpec, ...]) -> Preprocess:
 
 
 @holds_output_lock
-def quantize(config: ProjectConfig, prepared: Prepared | None = None) -> QuantizeResult:
-    """Capture, quantize to int8 on the calibration split, save the program for `export` to reuse."""
+def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executor: Any = None) -> QuantizeResult:
+    """Capture, quantize to int8 on the calibration split, save the program for `export` to reuse.
+
+    With a quality budget, the fp32 fallback's sensitivity candidates run as jobs on `executor`
+    (deploytool.executor) when one is given, else here one after another.
+
+    >>> api.quantize(config, executor=executor_for("local", jobs=4)).fallback["kept_fp32"]
+    ['features.0', 'features.3']
+    """
     from deploytool.capture import capture
     from deploytool.quantize.pt2e import quantize as quantize_pt2e
 
@@ -184,7 +191,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None) -> Quantiz
         if config.quantize.has_budget:
             from deploytool.quantize.fallback import quantize_within_budget
 
-            quantized, fallback = quantize_within_budget(prepared, captured)
+            quantized, fallback = quantize_within_budget(prepared, captured, executor=executor)
         else:
             quantized = quantize_pt2e(captured, recipe=config.quantize, calibration=prepared.split.calibration,
                                       example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
@@ -218,8 +225,10 @@ def _recipe_record(config: ProjectConfig, fallback: dict[str, Any] | None) -> di
 
 @holds_output_lock
 def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
-             fallback: dict[str, Any] | None = None) -> tuple[Any, Path]:
+             fallback: dict[str, Any] | None = None, executor: Any = None) -> tuple[Any, Path]:
     """Per-layer diagnosis of the int8 recipe; writes <output>/diagnosis/report.json and report.html.
+
+    The sensitivity candidates run as jobs on `executor` (deploytool.executor) when one is given.
 
     >>> diagnosis, folder = diagnose(config)
     >>> diagnosis.jump.name
@@ -232,7 +241,7 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
     prepared = prepared or prepare(config)
     session = Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), config.quantize)
     diagnosis = diagnose_layers(session, keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
-                                fallback=fallback)
+                                fallback=fallback, executor=executor)
     folder = config.output_dir / "diagnosis"
     atomic_write_json(folder / "report.json", {**diagnosis.to_dict(), "versions": versions()})
     write_html(diagnosis, folder / "report.html")

@@ -57,6 +57,10 @@ class QuantizeError(StageError):
     pass
 
 
+class CandidateError(QuantizeError):
+    """A sensitivity candidate run as a job (--executor/--jobs) failed: the ranking would have a hole."""
+
+
 class LowerError(StageError):
     pass
 

@@ -11,6 +11,7 @@ and always returns a small JSON-able report; a failing job is one failed row, ne
 """
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ JOB_KINDS = Registry("job kind")
 JOB_KINDS.register("export", "deploytool.jobs:export_job", summary="export one target at one precision, verify it")
 JOB_KINDS.register("gate", "deploytool.jobs:gate_job", summary="the CI gate's cases of one model, every target")
 JOB_KINDS.register("zoo", "deploytool.jobs:zoo_job", summary="one zoo entry, target and precision vs expected.json")
+JOB_KINDS.register("candidate", "deploytool.jobs:candidate_job",
+                   summary="one sensitivity candidate: the project quantized with some layers kept fp32")
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,10 @@ class JobSpec:
     target: str
     recipe: str  # the precision, "int8" or "fp32"
     output: str  # absolute folder this job alone writes into
-    config: dict[str, Any] = field(default_factory=dict)  # config table as in deploytool.toml (export, gate)
+    config: dict[str, Any] = field(default_factory=dict)  # config table as in deploytool.toml (export, gate, candidate)
     base_dir: str = "."  # absolute folder the config's relative paths resolve from
-    params: dict[str, Any] = field(default_factory=dict)  # kind-specific options (zoo: weights, calib_limit)
+    # Kind-specific options (zoo: weights, calib_limit; candidate: keep_fp32, and `target` is the layer left int8).
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -165,6 +169,55 @@ def zoo_job(spec: JobSpec) -> JobResult:
     return JobResult(run.passed, metrics, [f.message for f in run.findings],
                      {"weights": run.weights, "compared": run.compared, "expected_file": str(run.expected_file)},
                      {"build_s": build_s} if build_s is not None else {})
+
+
+def candidate_job(spec: JobSpec) -> JobResult:
+    """One sensitivity candidate: the project's model quantized with params["keep_fp32"] left in fp32, measured
+    on the held-out samples against eager (deploytool.quantize.diagnose.Session.evaluate)."""
+    session = _candidate_session(_config(spec), spec.base_dir)
+    return JobResult(True, session.evaluate(spec.params["keep_fp32"]).to_dict())
+
+
+# One project at a time: a worker gets the candidates of one search, so it loads the model, opens the data and
+# captures once. `base_dir` is in the key because ProjectConfig equality ignores it.
+@functools.lru_cache(maxsize=1)
+def _candidate_session(config, base_dir: str):
+    from deploytool import api
+    from deploytool.capture import capture
+    from deploytool.quantize.diagnose import Session
+
+    prepared = api.prepare(config)
+    return Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), config.quantize)
+
+
+def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]) -> list:
+    """`session.evaluate(keep)` for each candidate layer's set, as one `candidate` job each on `executor`, in order.
+
+    A failed job is a CandidateError naming its layer: a sensitivity ranking with a hole would be wrong.
+
+    >>> evaluate_candidates(executor_for("ray"), session, {"features.0": ("features.3", "classifier")})
+    [Evaluation(kept_fp32=('classifier', 'features.3'), metrics=(OutputMetrics(...),), accuracy=0.96)]
+    """
+    from deploytool.config import _to_plain
+    from deploytool.errors import CandidateError
+    from deploytool.executor import ProgressLine
+    from deploytool.gate import model_name
+    from deploytool.quantize.diagnose import Evaluation
+
+    config = session.prepared.config
+    table = {**config.to_dict(), "quantize": _to_plain(session.recipe)}  # the session's recipe, not the file's
+    specs = [JobSpec("candidate", model_name(config), target=layer, recipe="int8", output=str(config.output_dir),
+                     config=table, base_dir=str(config.base_dir.resolve()), params={"keep_fp32": list(keep)})
+             for layer, keep in keep_sets.items()]
+    reports = executor.run(specs, on_done=ProgressLine(len(specs)))
+    failed = [report for report in reports if report["error"]]
+    if failed:
+        others = f" ({len(failed) - 1} other candidate(s) failed too)" if len(failed) > 1 else ""
+        raise CandidateError(f"The sensitivity of layer {failed[0]['target']} could not be measured{others}: "
+                             f"{failed[0]['error'].splitlines()[0]}",
+                             hint="Run without --executor/--jobs to measure it in this process (-v shows the "
+                                  "traceback).")
+    return [Evaluation.from_dict(report["metrics"]) for report in reports]
 
 
 def _config(spec: JobSpec):

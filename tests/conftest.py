@@ -26,3 +26,15 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture
 def cli(tmp_path) -> Cli:
     return Cli(tmp_path)
+
+
+@pytest.fixture
+def local_ray():
+    """A Ray instance of 2 CPUs started for the test; executors use it and leave it running."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'deploytool[ray]')")
+    # address="local": a new instance on loopback, never a cluster someone started on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -52,21 +52,15 @@ def models(tmp_path) -> Path:
 
 
 @pytest.mark.slow
-def test_ray_matrix_matches_the_local_executor(tmp_path, digit_images, models):
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'deploytool[ray]')")
+def test_ray_matrix_matches_the_local_executor(tmp_path, digit_images, models, local_ray):
     local_root, ray_root = tmp_path / "local", tmp_path / "ray"
     finished = []
 
     local = LocalExecutor(jobs=2).run(_specs(local_root, digit_images, models), on_done=finished.append)
     assert len(finished) == 4
 
-    # address="local": a new instance on loopback, never a cluster someone started on this machine.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        on_ray = RayExecutor().run(_specs(ray_root, digit_images, models))
-        assert ray.is_initialized(), "the executor shut down a Ray instance it did not start"
-    finally:
-        ray.shutdown()
+    on_ray = RayExecutor().run(_specs(ray_root, digit_images, models))
+    assert local_ray.is_initialized(), "the executor shut down a Ray instance it did not start"
 
     print(table(local), table(on_ray), sep="\n")
     assert [r["job"] for r in on_ray] == [s.label for s in _specs(ray_root, digit_images, models)]  # submit order

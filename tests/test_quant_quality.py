@@ -100,6 +100,14 @@ def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project):
     assert all(step["extra_bytes"] > 0 and step["latency_ms"] > 0 for step in fallback["steps"][1:])
     assert record["recipe"]["kept_fp32_by_fallback"] == fallback["kept_fp32"]
 
+    # Each sensitivity candidate as a job in two worker processes: the same ranking, so the same layers kept.
+    result = cli("quantize", "--per-tensor", "--observer", "minmax", "--min-sqnr", str(BUDGET_DB), "--jobs", "2",
+                 "--output", "build/jobs")
+    in_workers = json.loads((project / "build/jobs/quantized/quantize.json").read_text())["fallback"]
+    assert in_workers["ranking"] == fallback["ranking"] and len(fallback["ranking"]) == 4
+    assert in_workers["kept_fp32"] == fallback["kept_fp32"]
+    assert "outlier_digits/features.3/int8 ok" in result.stderr  # progress as each candidate finishes
+
 
 def test_unmet_budget_exits_1_and_says_so(cli, project):
     result = cli("quantize", "--per-tensor", "--observer", "minmax", "--min-sqnr", "80", "--max-fp32-layers", "1",
@@ -130,6 +138,32 @@ def test_keep_fp32_improves_output(project, digit_images):
     kept = Session(prepared, captured, recipe).evaluate()
     plain = Session(prepared, captured, QuantConfig(per_channel=False, observer=Observer.MINMAX)).evaluate()
     assert kept.sqnr_db > plain.sqnr_db + 15
+
+
+@pytest.mark.slow
+def test_ray_sensitivity_ranking_matches_in_process(project, local_ray):
+    from deploytool.config import Observer, QuantConfig
+    from deploytool.executor import RayExecutor
+    from deploytool.quantize.diagnose import candidates, sensitivity
+
+    session = _session(project, QuantConfig(per_channel=False, observer=Observer.MINMAX))
+    names = candidates(session)
+    on_ray = sensitivity(session, names, executor=RayExecutor())
+    in_process = sensitivity(session, names)
+    assert [s.name for s in in_process[:2]] == ["features.0", "features.3"], in_process
+    assert on_ray == in_process
+
+
+def test_a_failed_candidate_job_names_its_layer(project):
+    from deploytool.config import QuantConfig
+    from deploytool.errors import CandidateError
+    from deploytool.executor import LocalExecutor
+    from deploytool.quantize.diagnose import sensitivity
+
+    session = _session(project, QuantConfig())
+    # Measuring features.0 alone keeps the misspelt layer in fp32: that job fails, and the ranking with it.
+    with pytest.raises(CandidateError, match=r"layer features\.0 could not be measured: ConfigError: .*featurs\.3"):
+        sensitivity(session, ["features.0", "featurs.3"], executor=LocalExecutor())
 
 
 @pytest.mark.parametrize("observer,extra", [
@@ -164,15 +198,10 @@ def test_calibration_warnings_on_degenerate_and_noise_inputs(digit_images):
 
 
 def test_ranges_and_clipping_are_measured(project):
-    from deploytool import api
-    from deploytool.capture import capture
-    from deploytool.config import Observer, QuantConfig, load_config
+    from deploytool.config import Observer, QuantConfig
     from deploytool.quantize import sufficiency
-    from deploytool.quantize.diagnose import Session
 
-    prepared = api.prepare(load_config(project))
-    session = Session(prepared, capture(prepared.loaded.module, prepared.example_inputs),
-                      QuantConfig(observer=Observer.MINMAX))
+    session = _session(project, QuantConfig(observer=Observer.MINMAX))
     calibrated = session.calibrate()
     layer_of = sufficiency.observer_layers(calibrated.prepared)
     assert {"input", "features.2", "classifier"} <= set(layer_of.values())
@@ -183,6 +212,17 @@ def test_ranges_and_clipping_are_measured(project):
     doubled = sufficiency.clipped_shares(calibrated, layer_of, (tuple(t * 3 for t in session.inputs(a))
                                                                 for a in session.held_out))
     assert doubled["input"] > 0.1 and sufficiency.clipping_warnings(doubled)
+
+
+def _session(project: Path, recipe):
+    """A diagnosis Session on the project's model (prepared and captured) for `recipe`."""
+    from deploytool import api
+    from deploytool.capture import capture
+    from deploytool.config import load_config
+    from deploytool.quantize.diagnose import Session
+
+    prepared = api.prepare(load_config(project))
+    return Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), recipe)
 
 
 class _Page(HTMLParser):

@@ -5,7 +5,8 @@ from typing import Any
 
 import click
 
-from deploytool.cli.options import build_config, command_with_examples, print_json, project_options
+from deploytool.cli.options import (build_config, command_with_examples, executor_options, make_executor, print_json,
+                                    project_options)
 
 OBSERVERS = ("histogram", "minmax", "moving-average", "percentile")  # deploytool.config.Observer values
 
@@ -54,21 +55,25 @@ def recipe_overrides(flags: dict[str, Any]) -> dict[str, Any]:
 
 @command_with_examples("""  deploytool diagnose --model model.py:build --calib photos/ --per-tensor
   deploytool diagnose --keep-fp32 'classifier.*' --observer percentile
+  deploytool diagnose --per-tensor --executor ray      # one Ray task per sensitivity candidate
 """)("diagnose")
 @project_options
 @recipe_options
-def diagnose(**flags) -> None:
+@executor_options
+def diagnose(executor_name: str, jobs: int, ray_address: str | None, **flags) -> None:
     """Find the layers that int8 quantization hurts.
 
     Compares every layer of the int8 model with the same eager fp32 layer on the held-out data (SQNR,
     named by eager module path), names the first layer where the error jumps, ranks layers by how much
     they alone harm the output, and checks the calibration data. Writes
-    <output>/diagnosis/report.json and report.html.
+    <output>/diagnosis/report.json and report.html. Each layer's sensitivity is one job: --jobs N or
+    --executor ray measures them in parallel.
     """
     from deploytool import api
 
+    executor = make_executor(executor_name, jobs, ray_address)
     config = build_config(flags, **recipe_overrides(flags))
-    diagnosis, folder = api.diagnose(config)
+    diagnosis, folder = api.diagnose(config, executor=executor)
     show_diagnosis(diagnosis, folder, as_json=flags["as_json"])
 
 

@@ -4,32 +4,41 @@ from __future__ import annotations
 import click
 
 from deploytool.cli.diagnose import recipe_options, recipe_overrides, show_diagnosis
-from deploytool.cli.options import build_config, command_with_examples, print_json, project_options
+from deploytool.cli.options import (build_config, command_with_examples, executor_options, make_executor, print_json,
+                                    project_options)
 
 
 @command_with_examples("""  deploytool quantize --model model.py:build --calib photos/
   deploytool quantize --model zoo:digits               # the zoo entry brings its own real data
   deploytool quantize --model torchvision:resnet18 --weights resnet18.pth --calib val/ --calib-limit 128
   deploytool quantize --per-tensor --min-sqnr 25 --diagnose   # fp32 fallback to a budget, with report.html
+  deploytool quantize --min-sqnr 25 --jobs 4         # its sensitivity candidates in 4 worker processes
+  deploytool quantize --min-sqnr 25 --executor ray   # ... or as Ray tasks, one per candidate layer
 """)("quantize")
 @project_options
 @recipe_options
 @click.option("--diagnose", "with_diagnosis", is_flag=True,
               help="Also write the per-layer diagnosis: <output>/diagnosis/report.json and report.html.")
-def quantize(with_diagnosis: bool, **flags) -> None:
+@executor_options
+def quantize(with_diagnosis: bool, executor_name: str, jobs: int, ray_address: str | None, **flags) -> None:
     """Int8 post-training quantization, calibrated on real data.
 
     Captures the model with torch.export, calibrates XNNPACK int8 (PT2E) on the calibration split, and
     saves the quantized program in the output folder, where `deploytool export` picks it up. The
     held-out split is never calibrated on; it is what the parity checks run on.
+
+    With a budget (--min-sqnr, --min-top1-agreement, --max-accuracy-drop), each layer's sensitivity is one
+    job: --jobs N or --executor ray measures them in parallel, with the same ranking as in this process.
     """
     from deploytool import api
 
+    executor = make_executor(executor_name, jobs, ray_address)
     config = build_config(flags, **recipe_overrides(flags))
     prepared = api.prepare(config)
-    result = api.quantize(config, prepared)
+    result = api.quantize(config, prepared, executor=executor)
     reference = result.reference_parity
-    diagnosis = api.diagnose(config, prepared, fallback=result.fallback) if with_diagnosis else None
+    diagnosis = (api.diagnose(config, prepared, fallback=result.fallback, executor=executor) if with_diagnosis
+                 else None)
     if flags["as_json"]:
         from deploytool.report import _comparison_dict
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,19 @@ class Evaluation:
     @property
     def top1_agreement(self) -> float | None:
         return self.metrics[0].top1_agreement
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a `candidate` job sends back: everything but `errors`, which only the HTML diagnosis plots.
+
+        >>> Evaluation.from_dict(evaluation.to_dict()).sqnr_db == evaluation.sqnr_db
+        True
+        """
+        return {"kept_fp32": list(self.kept_fp32), "metrics": [asdict(m) for m in self.metrics],
+                "accuracy": self.accuracy}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        return cls(tuple(data["kept_fp32"]), tuple(OutputMetrics(**m) for m in data["metrics"]), data["accuracy"])
 
 
 class Session:
@@ -210,17 +223,28 @@ def candidates(session: Session) -> list[str]:
     return [name for name in found if name not in session.recipe.keep_fp32]
 
 
-def sensitivity(session: Session, names: Sequence[str], *, base: Sequence[str] = ()) -> list[Sensitivity]:
+def sensitivity(session: Session, names: Sequence[str], *, base: Sequence[str] = (),
+                executor: Any = None) -> list[Sensitivity]:
     """Output SQNR with only one of `names` in int8 (the others fp32), for each; most harmful first.
 
     Quantizing one layer alone charges it with its own weights and input activation, so a pair that only
-    hurts together (an outlier channel made by one layer and read by the next) shows up on both.
+    hurts together (an outlier channel made by one layer and read by the next) shows up on both. With an
+    `executor` (deploytool.executor) each candidate is one job there; the ranking is the same.
+
+    >>> [s.name for s in sensitivity(session, candidates(session), executor=executor_for("local", jobs=2))]
+    ['features.0', 'features.3', 'classifier', 'features.7']
     """
+    keep_sets = {name: (*base, *(other for other in names if other != name)) for name in names}
+    if executor is None:
+        evaluations = (session.evaluate(keep) for keep in keep_sets.values())  # lazy: one log line per layer
+    else:
+        from deploytool.jobs import evaluate_candidates
+
+        evaluations = evaluate_candidates(executor, session, keep_sets)
     found = []
-    for name in names:
-        alone = session.evaluate([*base, *(other for other in names if other != name)]).sqnr_db
-        found.append(Sensitivity(name, round(alone, 3), session.weight_bytes(name)))
-        log.info("sensitivity: output SQNR with only %s in int8: %.1f dB", name, alone)
+    for name, evaluation in zip(names, evaluations):
+        found.append(Sensitivity(name, round(evaluation.sqnr_db, 3), session.weight_bytes(name)))
+        log.info("sensitivity: output SQNR with only %s in int8: %.1f dB", name, evaluation.sqnr_db)
     return sorted(found, key=lambda s: s.alone_sqnr_db)
 
 
@@ -253,8 +277,6 @@ class Diagnosis:
         return [s.name for s in self.ranking if s.alone_sqnr_db < limit]
 
     def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {
             "schema": "deploytool.diagnosis/1", "model": self.model, "recipe": self.recipe,
             "kept_fp32": list(self.kept_fp32),
@@ -286,8 +308,10 @@ class Diagnosis:
         return out
 
 
-def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[str, Any] | None = None) -> Diagnosis:
-    """Per-layer errors, first jump, sensitivity and calibration-sufficiency warnings for one recipe.
+def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[str, Any] | None = None,
+             executor: Any = None) -> Diagnosis:
+    """Per-layer errors, first jump, sensitivity (its candidates on `executor` when given) and
+    calibration-sufficiency warnings for one recipe.
 
     >>> diagnosis = diagnose(Session(prepared, captured, QuantConfig(per_channel=False)))
     >>> diagnosis.guilty
@@ -300,7 +324,7 @@ def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[
     evaluation = session.evaluate(kept)
     layers = layer_errors(session, kept)
     names = [name for name in candidates(session) if name not in kept]
-    ranking = sensitivity(session, names, base=kept) if len(names) > 1 else []
+    ranking = sensitivity(session, names, base=kept, executor=executor) if len(names) > 1 else []
     calibrated = session.calibrate(kept)
     layer_of = sufficiency.observer_layers(calibrated.prepared)
     clipped = sufficiency.clipped_shares(calibrated, layer_of, (session.inputs(a) for a in session.held_out))

@@ -83,10 +83,10 @@ def meets(evaluation: Evaluation, recipe: QuantConfig, eager_accuracy: float | N
     return True
 
 
-def within_budget(session: Session, *, measure_latency: bool = True) -> FallbackResult:
-    """Greedy fallback for the session's recipe budget.
+def within_budget(session: Session, *, measure_latency: bool = True, executor: Any = None) -> FallbackResult:
+    """Greedy fallback for the session's recipe budget; the sensitivity candidates run on `executor` when given.
 
-    >>> result = within_budget(Session(prepared, captured, QuantConfig(min_sqnr_db=25)))
+    >>> result = within_budget(Session(prepared, captured, QuantConfig(min_sqnr_db=25)), executor=executor_for("ray"))
     >>> result.met, result.kept_fp32
     (True, ('features.0',))
     """
@@ -96,7 +96,7 @@ def within_budget(session: Session, *, measure_latency: bool = True) -> Fallback
     steps = [_step(session, None, start, kept, measure_latency)]
     ranking: list[Sensitivity] = []
     if not steps[-1].met:
-        ranking = sensitivity(session, candidates(session))
+        ranking = sensitivity(session, candidates(session), executor=executor)
         for ranked in ranking[:recipe.max_fp32_layers]:
             kept = (*kept, ranked.name)
             steps.append(_step(session, ranked.name, session.evaluate(kept), kept, measure_latency))
@@ -135,13 +135,14 @@ def _latency_ms(session: Session, kept: tuple[str, ...]) -> float:
     return round(statistics.median(times), 4)
 
 
-def quantize_within_budget(prepared: Any, captured: Any) -> tuple[Any, dict[str, Any]]:
+def quantize_within_budget(prepared: Any, captured: Any, *, executor: Any = None) -> tuple[Any, dict[str, Any]]:
     """The static int8 program after the fallback, and the fallback's record for quantize.json.
 
-    >>> quantized, record = quantize_within_budget(prepared, capture(model, example_inputs))
+    >>> quantized, record = quantize_within_budget(prepared, capture(model, example_inputs),
+    ...                                            executor=executor_for("local", jobs=4))
     >>> record["kept_fp32"]
     ['features.0', 'features.3']
     """
     session = Session(prepared, captured, prepared.config.quantize)
-    result = within_budget(session)
+    result = within_budget(session, executor=executor)
     return session.quantized(result.kept_fp32), result.to_dict()
