@@ -74,21 +74,41 @@ def histogram_observer_classes():
     from torchao.quantization.pt2e.observer import HistogramObserver
 
     class SampledHistogramObserver(HistogramObserver):
-        """torchao's HistogramObserver, fed every `stride`-th value of each batch plus the batch's exact min
-        and max, so the range still covers every value while histc sees at most ~HISTOGRAM_SAMPLE values."""
+        """torchao's HistogramObserver, fed in fewer, larger pieces.
+
+        Each batch adds every `stride`-th value plus its exact min and max to a buffer, so the range still
+        covers every value; torchao's histogram sees the buffer once ~HISTOGRAM_SAMPLE values are in it.
+        Small activations (digits: 16k values a batch) then cost one histc per 16 batches instead of a
+        histc and a re-binning of the histogram on every batch whose range grew.
+        """
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.stride = 0  # fixed by the first batch, so each later batch weighs in by its size
+            self.pending: list[torch.Tensor] = []
+            self.pending_values = 0
 
         def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
             if not self.stride:
                 self.stride = max(1, x_orig.numel() // HISTOGRAM_SAMPLE) | 1  # odd: no lock-step with H*W
-            if self.stride == 1 or x_orig.numel() == 0:
-                return super().forward(x_orig)
             flat = x_orig.detach().reshape(-1)
-            super().forward(torch.cat([flat[::self.stride], torch.stack(torch.aminmax(flat))]))
+            if self.stride > 1:
+                flat = torch.cat([flat[::self.stride], torch.stack(torch.aminmax(flat))])
+            self.pending.append(flat.clone())  # the caller may reuse x_orig's memory
+            self.pending_values += flat.numel()
+            if self.pending_values >= HISTOGRAM_SAMPLE:
+                self.flush()
             return x_orig
+
+        def flush(self) -> None:
+            """Fold the buffered values into min_val, max_val and the histogram."""
+            if self.pending:
+                super().forward(torch.cat(self.pending))
+                self.pending, self.pending_values = [], 0
+
+        def calculate_qparams(self):
+            self.flush()
+            return super().calculate_qparams()
 
     class PercentileObserver(SampledHistogramObserver):
         """The sampled histogram; only the range choice differs."""
