@@ -9,6 +9,8 @@ Per model, each in its own child process (so peak RSS is the stage's own):
   * calibration cost against an eager forward over the same batches;
   * latency of eager / .pte fp32 / .pte int8 / ONNX fp32 / ONNX int8 / AOTI fp32 / AOTI int8 through
     `deploytool.bench` (one child process per artifact and thread count), with parity from report.json.
+Then, for every other zoo CNN (`--pte-models`), only its int8 and fp32 .pte: latency side by side, and for
+an int8 .pte that is slower, the ops its graph holds. A table at the top checks the issue's targets.
 Every ratio in the output comes from numbers measured in this one run. Not a test: nothing is asserted.
 """
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS = ("digits", "mobilenet_v2")
+PTE_MODELS = ("squeezenet1_1", "resnet18", "mobilenet_v3_small", "shufflenet_v2_x1_0", "efficientnet_b0",
+              "regnet_x_400mf")  # the zoo's other CNNs, whose int8 .pte must be no slower than fp32
 
 
 # --- child stages (run as `run.py --child STAGE MODEL WORK RESULT`) ---------------------------------------
@@ -153,7 +157,22 @@ def child_calibration(model: str, work: Path) -> dict:
             "samples": len(prepared.split.calibration), "batch": batch, "observer": config.quantize.observer.value}
 
 
-CHILDREN = {"toolchain": child_toolchain, "onnx-flow": child_onnx_flow, "calibration": child_calibration}
+def child_pte_pair(model: str, work: Path) -> dict:
+    """Only the int8 and fp32 .pte of a model (android), each verified, for the int8-vs-fp32 table."""
+    from deploytool import api
+    from deploytool.config import Precision
+
+    config = config_for(model, work)
+    prepared = api.prepare(config)
+    int8 = api.export(config, targets=("android",), formats=("pte",), precision=Precision.INT8, prepared=prepared)
+    fp32 = api.export(replace(config, output=str(work / f"{model}-fp32")), targets=("android",), formats=("pte",),
+                      precision=Precision.FP32, prepared=prepared)
+    return {"artifacts": [_artifact_row(int8[0], config.output_dir),
+                          _artifact_row(fp32[0], config.output_dir.parent / f"{model}-fp32")]}
+
+
+CHILDREN = {"toolchain": child_toolchain, "onnx-flow": child_onnx_flow, "calibration": child_calibration,
+            "pte-pair": child_pte_pair}
 
 
 def run_child(stage: str, model: str, work: Path, threads: int) -> dict:
@@ -224,8 +243,8 @@ def inspect_ptes(artifacts: list[dict]) -> dict[str, dict]:
     return {a["precision"]: inspect_pte(Path(a["path"])).to_dict() for a in artifacts if a["format"] == "pte"}
 
 
-def markdown(results: dict, *, threads: tuple[int, ...], runs: int, load: tuple[float, float, float],
-             help_s: float) -> str:
+def markdown(results: dict, pairs: dict, *, threads: tuple[int, ...], runs: int,
+             load: tuple[float, float, float], help_s: float) -> str:
     from deploytool.report import versions
 
     lines = ["# Benchmarks", "",
@@ -240,9 +259,65 @@ def markdown(results: dict, *, threads: tuple[int, ...], runs: int, load: tuple[
              f"latency over {runs} timed runs after 5 warm-up runs, batch 1, one held-out real sample",
              f"- versions: {', '.join(f'{k} {v}' for k, v in versions().items())}",
              f"- `deploytool --help`: {help_s * 1000:.0f} ms (median of 7 fresh processes)", ""]
+    lines += targets_section(results, pairs, help_s=help_s)
     for model, result in results.items():
         lines += _model_section(model, result)
+    lines += pairs_section(pairs)
     return "\n".join(lines) + "\n" + NOTES
+
+
+def targets_section(results: dict, pairs: dict, *, help_s: float) -> list[str]:
+    """Each target of the performance issue, with the number this run measured and whether it holds."""
+    rows = []
+    for model, result in results.items():
+        tool, peer, calib = result["toolchain"], result["onnx_flow"], result["calibration"]
+        pte_flow = tool["eager_to_int8_pte_s"] - tool["stages"]["load model + data"]["wall_s"]
+        onnx_flow = peer["eager_to_int8_onnx_s"]
+        ratio = calib["calibration_s"] / max(calib["eager_forward_s"], 1e-9)
+        rows += [(f"{model}: eager -> verified int8 .pte no slower than the onnxruntime int8 flow",
+                  f"{pte_flow:.1f} s vs {onnx_flow:.1f} s ({pte_flow / onnx_flow:.2f}x)", pte_flow <= onnx_flow),
+                 (f"{model}: calibration at most 2x an eager forward", f"{ratio:.2f}x", ratio <= 2),
+                 (f"{model}: conversion peak RSS under 1 GiB", f"{tool['pte_peak_rss_mb']:.0f} MB",
+                  tool["pte_peak_rss_mb"] < 1024)]
+    rows.append(("`deploytool --help` under 0.3 s", f"{help_s * 1000:.0f} ms", help_s < 0.3))
+    for model, speed in {**{m: _pte_ratios(r["bench"]) for m, r in results.items()},
+                         **{m: _pte_ratios(p["bench"]) for m, p in pairs.items()}}.items():
+        if speed:
+            worst = max(speed.values())
+            rows.append((f"{model}: int8 .pte no slower than fp32 .pte",
+                         ", ".join(f"{r:.2f}x at {t} thread(s)" for t, r in sorted(speed.items())), worst <= 1.0))
+    return ["## Targets", "", "| target | measured | met |", "|---|---|---|",
+            *(f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in rows), ""]
+
+
+def _pte_ratios(bench_rows: list[dict]) -> dict[int, float]:
+    """threads -> int8 .pte median latency / fp32 .pte median latency."""
+    found = {(r["threads"], r["precision"]): r["median_ms"] for r in bench_rows if r["format"] == "pte"
+             and not r["error"]}
+    return {t: found[(t, "int8")] / found[(t, "fp32")] for t, p in found if p == "int8" and (t, "fp32") in found}
+
+
+def pairs_section(pairs: dict) -> list[str]:
+    """The other zoo CNNs: int8 vs fp32 .pte latency; for a slower int8 .pte, what its graph holds."""
+    if not pairs:
+        return []
+    lines = ["## The other zoo CNNs: int8 vs fp32 .pte", "",
+             "| model | threads | int8 ms | fp32 ms | int8 / fp32 | int8 parity vs eager |", "|---|---:|---:|---:|---:|---|"]
+    slower = []
+    for model, pair in pairs.items():
+        int8 = next(a for a in pair["artifacts"] if a["precision"] == "int8")
+        parity = (f"{'PASS' if int8['passed'] else 'FAIL'}, SQNR {int8['sqnr_db']:.1f} dB"
+                  + (f", top-1 {int8['top1']:.0%}" if int8["top1"] is not None else ""))
+        rows = {(r["threads"], r["precision"]): r["median_ms"] for r in pair["bench"] if not r["error"]}
+        for threads, ratio in sorted(_pte_ratios(pair["bench"]).items()):
+            lines.append(f"| {model} | {threads} | {rows[(threads, 'int8')]:.3f} | {rows[(threads, 'fp32')]:.3f} | "
+                         f"{ratio:.2f} | {parity} |")
+            if ratio > 1.0:
+                slower.append(model)
+    lines.append("")
+    for model in dict.fromkeys(slower):
+        lines.append(f"- {model}: int8 slower; its int8 graph: {_graph_summary(pairs[model]['inspect']['int8'])}")
+    return lines + [""]
 
 
 def _model_section(model: str, result: dict) -> list[str]:
@@ -303,12 +378,16 @@ def int8_section(model: str, result: dict) -> list[str]:
                          f"(**{int8['median_ms'] / fp32['median_ms']:.2f}x** the time; CPU "
                          f"{int8['cpu_ms'] / max(fp32['cpu_ms'], 1e-9):.2f}x)")
     for precision, found in result["inspect"].items():
-        ops = ", ".join(f"{op} x{n}" for backend in found["delegated"].values() for op, n in
-                        sorted(backend.items(), key=lambda item: -item[1]))
-        outside = ", ".join(f"{op} x{n}" for op, n in found["not_delegated"].items()) or "none"
-        lines.append(f"- {precision} .pte graph (`deploytool inspect`): {ops}; not delegated: {outside}; "
-                     f"quantize/dequantize boundaries: {found['qdq_boundaries']}")
+        lines.append(f"- {precision} .pte graph (`deploytool inspect`): {_graph_summary(found)}")
     return lines + [""]
+
+
+def _graph_summary(found: dict) -> str:
+    """One line from `deploytool inspect`'s dict: delegated ops by count, what stayed outside, q/dq boundaries."""
+    ops = ", ".join(f"{op} x{n}" for backend in found["delegated"].values() for op, n in
+                    sorted(backend.items(), key=lambda item: -item[1]))
+    outside = ", ".join(f"{op} x{n}" for op, n in found["not_delegated"].items()) or "none"
+    return f"{ops}; not delegated: {outside}; quantize/dequantize boundaries: {found['qdq_boundaries']}"
 
 
 def _resolve(name: str, output: str) -> Path:
@@ -327,6 +406,8 @@ def _cpu_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated zoo names")
+    parser.add_argument("--pte-models", default=",".join(PTE_MODELS),
+                        help="zoo names benchmarked for int8 vs fp32 .pte only ('' for none)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts for latency")
     parser.add_argument("--runs", type=int, default=50, help="timed runs per latency row")
     parser.add_argument("--toolchain-threads", type=int, default=2, help="torch threads of the toolchain stages")
@@ -361,11 +442,18 @@ def main(argv: list[str] | None = None) -> int:
             rows = [r.to_dict() for r in bench_model(model, work, tool["artifacts"], threads=threads, runs=args.runs)]
             results[model] = {"toolchain": tool, "onnx_flow": peer, "calibration": calib, "bench": rows,
                               "output": str(work / model), "inspect": inspect_ptes(tool["artifacts"])}
-        text = markdown(results, threads=threads, runs=args.runs, load=load, help_s=help_time())
+        pairs = {}
+        for model in filter(None, args.pte_models.split(",")):
+            print(f"[{model}] int8 and fp32 .pte", file=sys.stderr)
+            pair = run_child("pte-pair", model, work, args.toolchain_threads)
+            rows = [r.to_dict() for r in bench_model(model, work, pair["artifacts"], threads=threads, runs=args.runs)]
+            pairs[model] = {**pair, "bench": rows, "inspect": inspect_ptes(pair["artifacts"])}
+        text = markdown(results, pairs, threads=threads, runs=args.runs, load=load, help_s=help_time())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     if args.work:  # the raw numbers, for anyone checking a ratio
-        (args.work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        (args.work / "results.json").write_text(json.dumps({"models": results, "pte_pairs": pairs}, indent=1,
+                                                           default=str))
     print(text)
     return 0
 
