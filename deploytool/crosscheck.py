@@ -38,7 +38,7 @@ class CrossRow:
     sqnr_db: float | None  # worst output
     top1_agreement: float | None  # worst classifier-like output; None when no output is one
     max_abs_rel: float | None  # worst output
-    verdict: str  # PASS / FAIL (thresholds applied), info (no thresholds), CRASH (did not run)
+    verdict: str  # PASS / FAIL (thresholds applied), info (no thresholds), CRASH / HANG / ERROR (did not run)
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,22 +69,24 @@ def references_for(artifact, references, *, prepared, samples: list, timeout_s: 
 
 
 def matrix(reports: list) -> list[CrossRow]:
-    """Rows for every distinct artifact (copies with the same sha256, e.g. android and ios .pte, appear once).
+    """Rows for every distinct artifact run (copies with the same sha256 run by the same runtime, e.g. android
+    and ios .pte, appear once; the same .pte in the native runner is a row of its own).
 
     >>> [row.verdict for row in matrix(reports)]
     ['PASS', 'PASS', 'PASS', 'info']
     """
     from deploytool.parity import compare
+    from deploytool.runtime import failure_verdict
 
-    first_copies: dict[str, Any] = {}
+    first_copies: dict[tuple[str, str], Any] = {}
     for report in reports:
-        first_copies.setdefault(report.sha256, report)
+        first_copies.setdefault((report.sha256, report.format), report)
     unique = list(first_copies.values())
     rows: list[CrossRow] = []
     for report in unique:
         if report.run_error:
-            rows.append(CrossRow(_label(report), report.precision, _runtime(report), "-", None, None, None, "CRASH",
-                                 report.run_error))
+            rows.append(CrossRow(_label(report), report.precision, _runtime(report), "-", None, None, None,
+                                 failure_verdict(report.run_error), report.run_error))
             continue
         for comparison in report.comparisons:
             reference = comparison.reference
@@ -113,6 +115,6 @@ def _label(report) -> str:
 
 
 def _runtime(report) -> str:
-    from deploytool.export import FORMATS
+    from deploytool.runtime import RUNNERS
 
-    return FORMATS.get(report.format).meta["runtime"] if report.format in FORMATS else report.format
+    return RUNNERS.get(report.format).meta.get("runtime", report.format) if report.format in RUNNERS else report.format

@@ -122,6 +122,7 @@ class GateResult:
     def table(self) -> str:
         """One row per artifact: model, target, file, size, delegated share, parity, baseline, verdict."""
         from deploytool.report import _columns, _size
+        from deploytool.runtime import failure_verdict
 
         rows = [("model", "target", "artifact", "precision", "size", "delegated", "SQNR", "top-1 agr", "accuracy",
                  "baseline", "result")]
@@ -137,7 +138,8 @@ class GateResult:
                              f"{values['top1_agreement']:.3f}" if "top1_agreement" in values else "-",
                              f"{values['accuracy']:.1%}" if "accuracy" in values else "-",
                              self._baseline_cell(differences),
-                             "CRASH" if r.run_error else "PASS" if r.passed and not _worse(differences) else "FAIL"))
+                             failure_verdict(r.run_error) if r.run_error
+                             else "PASS" if r.passed and not _worse(differences) else "FAIL"))
         return _columns(rows)
 
     def _baseline_cell(self, differences: list[Difference] | None) -> str:

@@ -100,15 +100,20 @@ def _comparison_dict(comparison) -> dict[str, Any]:
 def summary_table(reports: list[ArtifactReport]) -> str:
     """The stdout table: model, target, artifact, precision, size, delegated share, parity."""
     header = ("model", "target", "artifact", "precision", "size", "delegated", "SQNR", "top-1 agr", "parity")
+    from deploytool.export import FORMATS
+    from deploytool.runtime import failure_verdict
+
     rows = [header]
     for r in reports:
+        # A file run by a second runtime (check --native) gets that runtime's name, so the two rows differ.
+        name = r.artifact_path.name if r.format in FORMATS else f"{r.artifact_path.name} [{r.format}]"
         eager = r.vs_eager()
         first = eager.outputs[0] if eager else None
         delegated = f"{r.delegation.share:.0%}" if r.delegation else "-"
-        parity = "PASS" if r.passed else ("CRASH" if r.run_error else "FAIL")
+        parity = "PASS" if r.passed else (failure_verdict(r.run_error) if r.run_error else "FAIL")
         if r.unverified:
             parity += " (unverified: random data)"
-        rows.append((r.model, r.target, r.artifact_path.name, r.precision, _size(r.size_bytes), delegated,
+        rows.append((r.model, r.target, name, r.precision, _size(r.size_bytes), delegated,
                      f"{first.sqnr_db:.1f} dB" if first else "-",
                      f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-", parity))
     return _columns(rows)

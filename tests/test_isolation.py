@@ -12,7 +12,7 @@ import pytest
 
 from deploytool.export import FORMATS
 from deploytool.registry import TARGETS, Entry
-from deploytool.runtime import RUNNERS, run_artifact
+from deploytool.runtime import RUNNERS, failure_verdict, run_artifact
 
 # Test-only runtimes that misbehave the way native runtimes do, and a writer for their (dummy) artifacts.
 MISBEHAVING = textwrap.dedent("""
@@ -72,6 +72,7 @@ def test_a_crashing_runtime_is_a_failed_run_naming_artifact_and_signal(misbehavi
     assert not result.ok
     assert result.error.startswith("model.bin: ")
     assert f"crashed with {signal_name}" in result.error
+    assert failure_verdict(result.error) == "CRASH"
 
 
 def test_a_hanging_runtime_is_stopped_at_the_timeout(misbehaving):
@@ -79,6 +80,7 @@ def test_a_hanging_runtime_is_stopped_at_the_timeout(misbehaving):
     assert not result.ok
     assert "model.bin: the hang runtime did not finish within 3 s" in result.error
     assert result.seconds < 60
+    assert failure_verdict(result.error) == "HANG"
 
 
 def test_a_segfaulting_artifact_fails_its_check_and_the_others_are_still_checked(cli, misbehaving, tmp_path):

@@ -38,6 +38,8 @@ RUNNERS.register("torchscript", "deploytool.runtime.torchscript:run", runtime="t
 RUNNERS.register("ptl", "deploytool.runtime.lite:run", runtime="PyTorch Mobile lite interpreter", preload=("torch",))
 RUNNERS.register("aoti", "deploytool.runtime.aoti:run", runtime="AOTInductor (aoti_load_package)", preload=("torch",))
 
+CRASHED, TIMED_OUT = "crashed with", "did not finish within"  # phrases of run errors; see failure_verdict
+
 _prestarted: dict[str, subprocess.Popen] = {}  # format -> a child importing its runtime, waiting for one job
 
 
@@ -80,15 +82,22 @@ def run_artifact(path: Path, fmt: str, samples: list[Arrays], *, timeout_s: floa
         except subprocess.TimeoutExpired:
             child.kill()
             child.communicate()
-            return RunResult(None, f"{path.name}: the {fmt} runtime did not finish within {timeout_s:.0f} s (hang?)",
+            return RunResult(None, f"{path.name}: the {fmt} runtime {TIMED_OUT} {timeout_s:.0f} s (hang?)",
                              time.perf_counter() - started)
         seconds = time.perf_counter() - started
         if child.returncode < 0:
             name = signal.Signals(-child.returncode).name
-            return RunResult(None, f"{path.name}: the {fmt} runtime crashed with {name}{_tail(stderr)}", seconds)
+            return RunResult(None, f"{path.name}: the {fmt} runtime {CRASHED} {name}{_tail(stderr)}", seconds)
         if child.returncode != 0:
             return RunResult(None, f"{path.name}: the {fmt} runtime failed{_tail(stderr)}", seconds)
         return RunResult([list(sample) for sample in load_samples(outputs)], None, seconds)
+
+
+def failure_verdict(run_error: str) -> str:
+    """The table word for an artifact that did not run: CRASH (killed by a signal), HANG (timed out), ERROR."""
+    if CRASHED in run_error:
+        return "CRASH"
+    return "HANG" if TIMED_OUT in run_error else "ERROR"
 
 
 def _start_worker(preload) -> subprocess.Popen:
