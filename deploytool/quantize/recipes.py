@@ -7,6 +7,7 @@ range from that histogram at a percentile instead of by its error search (torcha
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import functools
@@ -34,7 +35,9 @@ def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = ()):
 
     base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel)
     activation = _activation_spec(base.input_activation, recipe)
-    config = QuantizationConfig(activation, activation, base.weight, base.bias, base.is_qat)
+    weight = dataclasses.replace(base.weight, observer_or_fake_quant_ctr=weight_observer_class(
+        recipe.per_channel).with_args(eps=EPS))
+    config = QuantizationConfig(activation, activation, weight, base.bias, base.is_qat)
     quantizer = quantizer_class()().set_global(config)
     if keep_fp32:
         # set_module_name(name, None) is refused by this XNNPACKQuantizer; its filter does the same job.
@@ -44,8 +47,6 @@ def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = ()):
 
 
 def _activation_spec(base, recipe: QuantConfig):
-    import dataclasses
-
     import torch
 
     qscheme = torch.per_tensor_symmetric if recipe.symmetric_activations else torch.per_tensor_affine
@@ -64,6 +65,27 @@ def observer_constructor(recipe: QuantConfig):
     if recipe.observer is Observer.PERCENTILE:
         return percentile.with_args(eps=EPS, percentile=recipe.percentile)
     return sampled.with_args(eps=EPS)
+
+
+@functools.cache
+def weight_observer_class(per_channel: bool):
+    """ExecuTorch's weight observer (per-channel or per-tensor min/max) that looks only at the first batch:
+    weights do not change while calibrating, and the pass over every weight on every batch cost about 0.4x
+    of an eager forward on a small model (digits)."""
+    from torchao.quantization.pt2e.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+    class ConstantObserver(PerChannelMinMaxObserver if per_channel else MinMaxObserver):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.observed = False
+
+        def forward(self, x_orig):
+            if not self.observed:
+                self.observed = True
+                return super().forward(x_orig)
+            return x_orig
+
+    return ConstantObserver
 
 
 @functools.cache
