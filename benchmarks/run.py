@@ -227,8 +227,8 @@ ExecuTorch runtime. The onnxruntime peer flow has no verification and no lowerin
 changed (before -> after, mobilenet_v2, quiet machine; the commit messages have each measurement):
 
 - histogram observers: a strided sample of at most 2^18 values per tensor and batch, buffered for small
-  activations (calibration 2.84x an eager forward on the previous version of this page -> the Targets table;
-  the chosen scales match torchao's full histogram);
+  activations, and weight observers that look at the first batch only (calibration 2.84x an eager forward on
+  the previous version of this page -> the Targets table; the chosen scales match torchao's full histogram);
 - the QAT-only conv + BatchNorm patterns are no longer annotated in post-training quantization: they never
   match after prepare_pt2e folds BatchNorm, but exported 12 pattern graphs (quantize stage 4.35 -> 2.44 s);
 - lowering without the nodes' `from_node` history and without the edge-IR verifier (lowering 14.1 -> 11.9 s
@@ -243,9 +243,10 @@ of which re-traces the whole graph (0.2-1.4 s each). Neither can be configured f
 that alone is longer than the whole onnxruntime flow, which is why the "no slower than onnxruntime" target is
 not met. A repeated export of an unchanged program reuses the .pte from the lowering cache.
 
-Calibration of digits stays above 2x an eager forward: its whole calibration takes about 10 ms, and on 8x8
-inputs histogramming an activation value costs about as much as computing it (torch.histc with 2048 bins, plus
-the weight observers' pass on every batch). Sampling fewer values would move the chosen ranges; on
+Calibration of digits stays above 2x an eager forward: its whole calibration takes about 10 ms, eight
+batches of a 0.4 ms forward, so the fixed cost of each observer call (a Python call and a few small tensor
+ops) and histogramming (torch.histc with 2048 bins costs about as much per value as computing an 8x8
+activation) weigh more than on a real image model. Sampling fewer values would move the chosen ranges. On
 MobileNetV2-sized activations the same observers cost less than the forward.
 
 """
