@@ -288,7 +288,7 @@ def markdown(results: dict, pairs: dict, *, threads: tuple[int, ...], runs: int,
              f"- load average (1/5/15 min) at the start: {' / '.join(f'{v:.1f}' for v in load[0])}; at the end: "
              f"{' / '.join(f'{v:.1f}' for v in load[1])}"
              + (" — **the machine was busy (other jobs ran alongside): wall times are noisy, CPU times "
-                "(user+sys) are steadier**" if max(load[0][0], load[1][0]) > 0.5 * (os.cpu_count() or 1) else ""),
+                "(user+sys) are steadier**" if _busy(load) else ""),
              f"- threads: {', '.join(map(str, threads))} (set in each runtime; see the notes under each table); "
              f"latency over {runs} timed runs after 5 warm-up runs, batch 1, one held-out real sample",
              f"- versions: {', '.join(f'{k} {v}' for k, v in versions().items())}",
@@ -298,6 +298,12 @@ def markdown(results: dict, pairs: dict, *, threads: tuple[int, ...], runs: int,
         lines += _model_section(model, result)
     lines += pairs_section(pairs)
     return "\n".join(lines) + "\n" + NOTES
+
+
+def _busy(load: tuple[tuple[float, ...], tuple[float, ...]]) -> bool:
+    """Other work ran alongside: load before the run began, or at its end beyond the run's own one process."""
+    cores = os.cpu_count() or 1
+    return load[0][0] > 0.5 * cores or load[1][0] > 0.5 * cores + 1
 
 
 def targets_section(results: dict, pairs: dict, *, help_s: float) -> list[str]:
