@@ -356,10 +356,13 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
         delegations = _recorded_delegations(folder)
         for entry in manifest["artifacts"]:
             path = folder / entry["file"]
-            if not path.is_file() or sha256_file(path) != entry["sha256"]:
-                raise ParityFailed(f"{path} is missing or differs from the sha256 in its manifest; it changed after "
-                                   "export.", hint="Re-run `deploytool export`.")
-            artifact = Artifact(path, entry["format"], entry["precision"], delegations.get(entry["sha256"]))
+            companions = {folder / name: digest for name, digest in entry.get("companions", {}).items()}
+            for file, digest in {path: entry["sha256"], **companions}.items():
+                if not file.is_file() or sha256_file(file) != digest:
+                    raise ParityFailed(f"{file} is missing or differs from the sha256 in its manifest; it changed "
+                                       "after export.", hint="Re-run `deploytool export`.")
+            artifact = Artifact(path, entry["format"], entry["precision"], delegations.get(entry["sha256"]),
+                                companions=tuple(companions))
             own = references_for(artifact, references, prepared=prepared, samples=samples,
                                  timeout_s=config.parity.timeout_s)
             verify_args = dict(target=folder.name, samples=samples, references=own, config=config,
@@ -446,8 +449,8 @@ def _manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
     from deploytool.config import _to_plain
 
     shapes = prepared.eager_outputs_shape()
-    artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision}
-                 for r in reports]
+    artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision,
+                  **({"companions": r.companions} if r.companions else {})} for r in reports]
     return {
         "schema": "deploytool.manifest/1",
         "model": prepared.config.model,

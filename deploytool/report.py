@@ -41,6 +41,7 @@ class ArtifactReport:
     unverified: bool = False  # calibrated and checked on random data
     timings: dict[str, float] = field(default_factory=dict)
     outputs: Any = field(default=None, repr=False)  # the artifact's outputs, for cross-artifact comparison
+    companions: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of files that travel with it
 
     @property
     def passed(self) -> bool:

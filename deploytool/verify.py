@@ -52,5 +52,5 @@ def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, .
         delegation=artifact.delegation, comparisons=comparisons, run_error=run.error, accuracy=acc,
         notes=list(artifact.notes), unverified=unverified,
         timings={"build": artifact.seconds, "verify": time.perf_counter() - started},
-        outputs=run.outputs,
+        outputs=run.outputs, companions={c.name: sha256_file(c) for c in artifact.companions},
     )

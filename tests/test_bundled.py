@@ -81,6 +81,22 @@ def test_corrupted_expected_output_fails_verification(android, tmp_path):
     assert not run.ok and "bundled self-test failed" in run.error and "case(s) 1" in run.error
 
 
+def test_check_refuses_a_bundle_whose_tolerances_changed_after_export(android):
+    """The tolerances file travels with the bundle and is in the manifest: loosening it fails the CI gate."""
+    project, sidecar = Cli(android.parents[2]), sidecar_path(android / "model.bpte")
+    manifest = json.loads((android / "manifest.json").read_text())
+    (bundle,) = [a for a in manifest["artifacts"] if a["format"] == "bpte"]
+    assert set(bundle["companions"]) == {sidecar.name}
+    original = sidecar.read_text()
+    try:
+        sidecar.write_text(json.dumps({**json.loads(original), "atol": 1e6}))
+        result = project("check", "--target", "android", expect=1)
+        assert f"{sidecar} is missing or differs from the sha256 in its manifest" in result.stderr
+    finally:
+        sidecar.write_text(original)
+    project("check", "--target", "android")
+
+
 def _copy_bundle(android: Path, folder: Path) -> Path:
     bundle = Path(shutil.copy(android / "model.bpte", folder / "model.bpte"))
     shutil.copy(sidecar_path(android / "model.bpte"), sidecar_path(bundle))
