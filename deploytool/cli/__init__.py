@@ -46,19 +46,6 @@ for command in (quantize, diagnose, export, check, bench, inspect, targets, zoo)
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to sys.stderr as it is at each record, so runs in one process (CliRunner, notebooks) each get their
-    logs, not the stream of the first run."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the current sys.stderr always wins
-        pass
-
-
-class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is now (test runners and notebooks swap it between calls)."""
 
     @property
@@ -70,12 +57,20 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _Formatter(logging.Formatter):
+    """Progress and info lines as they are; warnings and errors prefixed like the CLI's own `error:` lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return f"{record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
+
+
 def _setup_logging(level: int) -> None:
     logger = logging.getLogger("deploytool")
     logger.setLevel(level)
     if not logger.handlers:
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if level > logging.INFO else "%(message)s"))
+        handler.setFormatter(_Formatter())
         logger.addHandler(handler)
         logger.propagate = False
     if level > logging.DEBUG:

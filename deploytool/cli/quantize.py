@@ -1,6 +1,8 @@
 """`deploytool quantize`."""
 from __future__ import annotations
 
+import logging
+
 import click
 
 from deploytool.cli.diagnose import recipe_options, recipe_overrides, show_diagnosis
@@ -34,6 +36,10 @@ def quantize(with_diagnosis: bool, executor_name: str, jobs: int, ray_address: s
 
     executor = make_executor(executor_name, jobs, ray_address)
     config = build_config(flags, **recipe_overrides(flags))
+    if executor is not None and not config.quantize.has_budget and not with_diagnosis:
+        logging.getLogger("deploytool").warning(
+            "--executor/--jobs only spread a sensitivity search, which needs a budget (--min-sqnr, "
+            "--min-top1-agreement, --max-accuracy-drop) or --diagnose; quantizing here in one process.")
     prepared = api.prepare(config)
     result = api.quantize(config, prepared, executor=executor)
     reference = result.reference_parity
