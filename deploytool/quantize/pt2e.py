@@ -85,7 +85,7 @@ def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, 
     progress.close()
     if not seen:
         raise QuantizeError("No calibration sample could be read, so there are no ranges to quantize with.")
-    observer_ranges(prepared)  # flushes buffering observers, so min_val and max_val are final for every reader
+    flush_observers(prepared)  # min_val, max_val and the histograms final for every reader
     log.info("calibrated on %d samples in batches of %d%s", seen, batch,
              f"; kept in fp32: {', '.join(kept)}" if kept else "")
     return Calibrated(prepared, seen, kept, half_ranges)
@@ -100,12 +100,18 @@ def convert(calibrated: Calibrated):
     return convert_pt2e(copy.deepcopy(calibrated.prepared))
 
 
+def flush_observers(prepared) -> None:
+    """Fold what buffering observers (recipes.SampledHistogramObserver) hold into their ranges."""
+    for module in prepared.children():
+        if hasattr(module, "flush"):
+            module.flush()
+
+
 def observer_ranges(prepared) -> Ranges:
     """(min, max) of every per-tensor activation observer in a prepared graph."""
+    flush_observers(prepared)
     ranges = {}
     for name, module in prepared.named_children():
-        if hasattr(module, "flush"):  # recipes.SampledHistogramObserver buffers values between batches
-            module.flush()
         low, high = getattr(module, "min_val", None), getattr(module, "max_val", None)
         if low is not None and high is not None and low.numel() == 1 and float(low) <= float(high):
             ranges[name] = (float(low), float(high))

@@ -1,9 +1,11 @@
 """A QuantConfig as an XNNPACKQuantizer: which observer, which weight granularity, which layers stay fp32.
 
-All quantization math is torchao's and ExecuTorch's; this file only chooses their options. Two additions:
-`SampledHistogramObserver` feeds torchao's HistogramObserver a strided sample of each large activation
-(histc over every value cost about 2x an eager forward on MobileNetV2), and `PercentileObserver` picks the
-range from that histogram at a percentile instead of by its error search (torchao has no percentile observer).
+All quantization math is torchao's and ExecuTorch's; this file only chooses their options. The observers
+are subclasses that change what torchao's observers are fed, or how a range is picked, never the math:
+`SampledHistogramObserver` feeds HistogramObserver a strided sample of each large activation (histc over
+every value cost about 2x an eager forward on MobileNetV2), `PercentileObserver` picks the range from that
+histogram at a percentile instead of by its error search (torchao has no percentile observer), and the
+weight observers look at the first calibration batch only.
 """
 from __future__ import annotations
 
@@ -108,7 +110,6 @@ def histogram_observer_classes():
             super().__init__(*args, **kwargs)
             self.stride = 0  # fixed by the first batch, so each later batch weighs in by its size
             self.pending: list[torch.Tensor] = []
-            self.pending_values = 0
 
         def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
             if not self.stride:
@@ -117,8 +118,7 @@ def histogram_observer_classes():
             if self.stride > 1:
                 flat = torch.cat([flat[::self.stride], torch.stack(torch.aminmax(flat))])
             self.pending.append(flat.clone())  # the caller may reuse x_orig's memory
-            self.pending_values += flat.numel()
-            if self.pending_values >= HISTOGRAM_SAMPLE:
+            if sum(t.numel() for t in self.pending) >= HISTOGRAM_SAMPLE:
                 self.flush()
             return x_orig
 
@@ -126,7 +126,7 @@ def histogram_observer_classes():
             """Fold the buffered values into min_val, max_val and the histogram."""
             if self.pending:
                 super().forward(torch.cat(self.pending))
-                self.pending, self.pending_values = [], 0
+                self.pending = []
 
         def calculate_qparams(self):
             self.flush()
