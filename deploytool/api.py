@@ -51,6 +51,17 @@ class Prepared:
     # Computed once, read by every step after: held-out samples, eager outputs and shapes, quantize results.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
+    def captured(self):
+        """The model captured once per run (deploytool.capture): quantize, diagnose and the X86 int8 program
+        all start from it."""
+        if "captured" not in self.memo:
+            from deploytool.capture import capture
+
+            started = time.perf_counter()
+            self.memo["captured"] = capture(self.loaded.module, self.example_inputs)
+            self.timings["capture"] = time.perf_counter() - started
+        return self.memo["captured"]
+
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(f"output_{i}" for i in range(len(self.eager_outputs_shape())))
@@ -169,7 +180,6 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     >>> api.quantize(config, executor=executor_for("local", jobs=4)).fallback["kept_fp32"]
     ['features.0', 'features.3']
     """
-    from deploytool.capture import capture
     from deploytool.quantize.pt2e import quantize as quantize_pt2e
 
     prepared = prepared or prepare(config)
@@ -184,9 +194,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
         program, reused, method = _load_program(program_path), True, record["capture_method"]
         recipe, fallback = record.get("recipe", {}), record.get("fallback")
     else:
-        started = time.perf_counter()
-        captured = capture(prepared.loaded.module, prepared.example_inputs)
-        prepared.timings["capture"] = time.perf_counter() - started
+        captured = prepared.captured()
         started = time.perf_counter()
         if config.quantize.has_budget:
             from deploytool.quantize.fallback import quantize_within_budget
@@ -234,12 +242,11 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
     >>> diagnosis.jump.name
     'features.3'
     """
-    from deploytool.capture import capture
     from deploytool.htmlreport import write_html
     from deploytool.quantize.diagnose import Session, diagnose as diagnose_layers
 
     prepared = prepared or prepare(config)
-    session = Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), config.quantize)
+    session = Session(prepared, prepared.captured(), config.quantize)
     diagnosis = diagnose_layers(session, keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
                                 fallback=fallback, executor=executor)
     folder = config.output_dir / "diagnosis"

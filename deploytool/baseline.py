@@ -21,7 +21,7 @@ from typing import Any
 from deploytool.config import BaselineConfig
 from deploytool.errors import ConfigError
 from deploytool.fsutil import atomic_write_json
-from deploytool.report import _size as human_size, versions
+from deploytool.report import human_size, versions
 
 BASELINE_FILE = "deploytool.baseline.json"
 SCHEMA = "deploytool.baseline/1"
@@ -61,6 +61,7 @@ METRICS = (
            lambda t: f"+{t:.0%}", tolerance="size_growth", relative=True),
     Metric("delegated_share", "delegated share", True, lambda v: f"{v:.0%}", _points, lambda t: f"{-t * 100:+.1f}"),
 )
+METRICS_BY_KEY = {m.key: m for m in METRICS}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ class DeployError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def lines(self) -> str:
+        """What a user sees: `error: ...`, then `hint: ...` when there is one."""
+        return f"error: {self.message}" + (f"\nhint: {self.hint}" if self.hint else "")
+
 
 class UsageError(DeployError):
     """Bad flags or arguments."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -188,19 +187,22 @@ def import_ray():
     return ray
 
 
+def verdict(report: Report) -> str:
+    """ok, FAIL (ran, did not pass) or ERROR (did not run to the end)."""
+    return "ok" if report["passed"] else ("ERROR" if report["error"] else "FAIL")
+
+
 class ProgressLine:
     """`[3/8] digits/android/int8 ok (12.3 s)` on stderr as each job finishes."""
 
     def __init__(self, total: int, *, stream=None):
         self.total, self.done, self.stream = total, 0, stream or sys.stderr
-        self.started = time.perf_counter()
 
     def __call__(self, report: Report) -> None:
         self.done += 1
-        verdict = "ok" if report["passed"] else ("ERROR" if report["error"] else "FAIL")
         seconds = report["timings"].get("job_s")
         took = f" ({seconds:.1f} s)" if seconds is not None else ""
-        self.stream.write(f"[{self.done}/{self.total}] {report['job']} {verdict}{took}\n")
+        self.stream.write(f"[{self.done}/{self.total}] {report['job']} {verdict(report)}{took}\n")
         self.stream.flush()
 
 
@@ -208,12 +210,10 @@ def table(reports: Sequence[Report]) -> str:
     """One row per job: what it was, its verdict, its time, and the first reason it failed."""
     rows = [("job", "verdict", "time", "reason")]
     for report in reports:
-        verdict = "ok" if report["passed"] else ("ERROR" if report["error"] else "FAIL")
         reason = (report["error"] or "; ".join(report["findings"]) or "").splitlines()
         seconds = report["timings"].get("job_s")
-        rows.append((report["job"], verdict, f"{seconds:.1f} s" if seconds is not None else "-",
+        rows.append((report["job"], verdict(report), f"{seconds:.1f} s" if seconds is not None else "-",
                      reason[0][:120] if reason else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    from deploytool.report import columns
+
+    return columns(rows)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploytool.baseline import BASELINE_FILE, Difference, compare, metrics_of, read_baseline
+from deploytool.baseline import BASELINE_FILE, METRICS_BY_KEY, Difference, compare, metrics_of, read_baseline
 from deploytool.config import Precision, ProjectConfig
 from deploytool.errors import ParityFailed, StageError, UsageError, did_you_mean
 
@@ -121,7 +121,7 @@ class GateResult:
 
     def table(self) -> str:
         """One row per artifact: model, target, file, size, delegated share, parity, baseline, verdict."""
-        from deploytool.report import _columns, _size
+        from deploytool.report import columns, human_size
         from deploytool.runtime import failure_verdict
 
         rows = [("model", "target", "artifact", "precision", "size", "delegated", "SQNR", "top-1 agr", "accuracy",
@@ -132,15 +132,13 @@ class GateResult:
             for r in case.reports:
                 values = metrics_of(r)
                 differences = case.differences.get(r.artifact_path.name)
-                rows.append((case.model, case.target, r.artifact_path.name, r.precision, _size(r.size_bytes),
-                             f"{values['delegated_share']:.0%}" if "delegated_share" in values else "-",
-                             f"{values['sqnr_db']:.1f} dB" if "sqnr_db" in values else "-",
-                             f"{values['top1_agreement']:.3f}" if "top1_agreement" in values else "-",
-                             f"{values['accuracy']:.1%}" if "accuracy" in values else "-",
-                             self._baseline_cell(differences),
+                shown = [METRICS_BY_KEY[k].show(values[k]) if k in values else "-"
+                         for k in ("delegated_share", "sqnr_db", "top1_agreement", "accuracy")]
+                rows.append((case.model, case.target, r.artifact_path.name, r.precision, human_size(r.size_bytes),
+                             *shown, self._baseline_cell(differences),
                              failure_verdict(r.run_error) if r.run_error
                              else "PASS" if r.passed and not _worse(differences) else "FAIL"))
-        return _columns(rows)
+        return columns(rows)
 
     def _baseline_cell(self, differences: list[Difference] | None) -> str:
         if self.baseline_written:

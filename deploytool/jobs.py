@@ -167,7 +167,7 @@ def zoo_job(spec: JobSpec) -> JobResult:
     metrics = dict(run.results.get(spec.target, {}).get(spec.recipe, {}))
     build_s = metrics.pop("build_s", None)
     return JobResult(run.passed, metrics, [f.message for f in run.findings],
-                     {"weights": run.weights, "compared": run.compared, "expected_file": str(run.expected_file)},
+                     {"weights": run.weights, "compared": run.compared},
                      {"build_s": build_s} if build_s is not None else {})
 
 
@@ -183,11 +183,10 @@ def candidate_job(spec: JobSpec) -> JobResult:
 @functools.lru_cache(maxsize=1)
 def _candidate_session(config, base_dir: str):
     from deploytool import api
-    from deploytool.capture import capture
     from deploytool.quantize.diagnose import Session
 
     prepared = api.prepare(config)
-    return Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), config.quantize)
+    return Session(prepared, prepared.captured(), config.quantize)
 
 
 def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]) -> list:

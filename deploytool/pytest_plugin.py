@@ -53,8 +53,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(MARKER)
     if not config.getoption("deploytool"):
         return
-    from deploytool import gate
-
     deploy = config.stash[_DEPLOY]
     items.extend(ConfigFile.from_parent(session, path=deploy.config_path(), deploy=deploy).collect())
 
@@ -114,7 +112,7 @@ class Deploy:
             try:
                 self._projects = load_projects(self.start, file=self.file)
             except DeployError as exc:
-                raise pytest.UsageError(_error_text(exc)) from None
+                raise pytest.UsageError(exc.lines()) from None
         return self._projects
 
     def check(self, name: str, *, target: str | None = None) -> list:
@@ -148,9 +146,5 @@ class Deploy:
                     self._results[key] = exc
         outcome = self._results[key]
         if isinstance(outcome, DeployError):
-            pytest.fail(_error_text(outcome), pytrace=False)
+            pytest.fail(outcome.lines(), pytrace=False)
         return outcome
-
-
-def _error_text(exc: DeployError) -> str:
-    return f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else "")

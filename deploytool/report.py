@@ -114,10 +114,10 @@ def summary_table(reports: list[ArtifactReport]) -> str:
         parity = "PASS" if r.passed else (failure_verdict(r.run_error) if r.run_error else "FAIL")
         if r.unverified:
             parity += " (unverified: random data)"
-        rows.append((r.model, r.target, name, r.precision, _size(r.size_bytes), delegated,
+        rows.append((r.model, r.target, name, r.precision, human_size(r.size_bytes), delegated,
                      f"{first.sqnr_db:.1f} dB" if first else "-",
                      f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-", parity))
-    return _columns(rows)
+    return columns(rows)
 
 
 def cross_table(rows: list) -> str:
@@ -130,10 +130,11 @@ def cross_table(rows: list) -> str:
                       f"{r.top1_agreement:.3f}" if r.top1_agreement is not None else "-",
                       f"{r.max_abs_rel:.2e}" if r.max_abs_rel is not None else "-",
                       f"{r.verdict}: {r.error}" if r.error else r.verdict))
-    return "cross-runtime parity (held-out samples):\n" + _columns(lines)
+    return "cross-runtime parity (held-out samples):\n" + columns(lines)
 
 
-def _columns(rows: list[tuple]) -> str:
+def columns(rows: list[tuple]) -> str:
+    """Rows as left-aligned text columns, the header underlined with dashes: every table the CLI prints."""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -167,7 +168,7 @@ def details(reports: list[ArtifactReport]) -> str:
     return "\n".join(lines)
 
 
-def _size(size: int) -> str:
+def human_size(size: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

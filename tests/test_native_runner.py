@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from sklearn import datasets as sklearn_datasets
 
 from deploytool.runtime import native_runner
 from deploytool.runtime.native_runner import (
@@ -24,9 +26,6 @@ from deploytool.runtime.native_runner import (
     run_native,
 )
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("executorch.runtime")
-sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
 N_SAMPLES = 12  # digit images pushed through both runtimes per program
 
@@ -81,10 +80,9 @@ def model(digits) -> torch.nn.Module:
 
 
 def _lower(ep) -> bytes:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from deploytool.export.executorch import lower_pte
 
-    return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    return lower_pte(ep)[0]
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,11 @@ Examples:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs and full tracebacks (or DEPLOYTOOL_DEBUG=1).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.version_option(package_name="deploytool")
-@click.pass_context
-def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+def cli(verbose: bool, quiet: bool) -> None:
     """Take an eager PyTorch model to a phone and a server, int8-quantized on real data, and prove on
     held-out real inputs that the artifact still matches the eager model."""
-    ctx.ensure_object(dict)
-    ctx.obj["verbose"] = verbose or os.environ.get("DEPLOYTOOL_DEBUG") == "1"
-    _setup_logging(logging.DEBUG if ctx.obj["verbose"] else logging.WARNING if quiet else logging.INFO)
+    debug = verbose or os.environ.get("DEPLOYTOOL_DEBUG") == "1"
+    _setup_logging(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
 
 
 for command in (quantize, diagnose, export, check, bench, inspect, targets, zoo):
@@ -90,19 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     except DeployError as exc:
         if verbose:
             traceback.print_exc()
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+        click.echo(exc.lines(), err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted; nothing half-written was left behind.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted; nothing half-written was left behind.", err=True)
-        sys.exit(130)
     except Exception:  # a bug in deploytool: show where, ask for a report
         if verbose:
             traceback.print_exc()

@@ -7,8 +7,9 @@ import click
 
 from deploytool.cli.options import (build_config, command_with_examples, executor_options, make_executor, print_json,
                                     project_options)
+from deploytool.config import Observer
 
-OBSERVERS = ("histogram", "minmax", "moving-average", "percentile")  # deploytool.config.Observer values
+OBSERVERS = sorted(o.value for o in Observer)
 
 
 def recipe_options(function):

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from deploytool.cli.options import build_config, command_with_examples, print_json, project_options, split_list
+from deploytool.config import Precision, ScriptCapture
 from deploytool.errors import ParityFailed
 
 
@@ -21,9 +22,9 @@ from deploytool.errors import ParityFailed
                                        "(see `deploytool targets`).")
 @click.option("--format", "formats", help="Comma-separated formats to write (default: all of each target's); "
                                          "see `deploytool targets`.")
-@click.option("--precision", type=click.Choice(["int8", "fp32"]),
+@click.option("--precision", type=click.Choice([p.value for p in reversed(Precision)]),
               help="Default: int8 when `quantize` ran in this output folder, else fp32.")
-@click.option("--capture", type=click.Choice(["trace", "script"]),
+@click.option("--capture", type=click.Choice([c.value for c in ScriptCapture]),
               help="How TorchScript formats (torchscript, ptl) capture the model [default: trace, checked on "
                    "held-out samples].")
 @click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path),

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from deploytool.config import ProjectConfig, load_config
+from deploytool.executor import EXECUTORS
 
 
 def project_options(function):
@@ -75,7 +76,7 @@ def command_with_examples(examples: str):
 def executor_options(function):
     """--executor, --jobs, --ray-address: where the independent jobs of a matrix run (deploytool.executor)."""
     options = [
-        click.option("--executor", "executor_name", type=click.Choice(["local", "ray"]), default="local",
+        click.option("--executor", "executor_name", type=click.Choice(EXECUTORS), default="local",
                      show_default=True, help="Run the jobs here, or as Ray tasks (pip install 'deploytool[ray]')."),
         click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Local worker processes running jobs at once."),

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from deploytool.cli.options import command_with_examples, executor_options, make_executor, print_json, split_list
+from deploytool.config import Precision
 from deploytool.errors import UsageError
 
 
@@ -93,7 +94,7 @@ def show(name: str, as_json: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Run every entry.")
 @click.option("--target", help="Comma-separated targets (default: the entry's, android and ios).")
-@click.option("--precision", type=click.Choice(["int8", "fp32"]),
+@click.option("--precision", type=click.Choice([p.value for p in reversed(Precision)]),
               help="Only this precision (default: the recipe's, usually int8 and fp32).")
 @click.option("--output", default="build/zoo", show_default=True, help="Folder for each entry's build.")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path),
@@ -217,10 +218,9 @@ def _summary(runs, *, update_baseline: bool) -> str:
         if update_baseline:
             lines.append(f"{run.entry.name}: wrote the measured results to {run.expected_file}")
         lines.extend(f"{run.entry.name} {f.target} {f.precision}: {f.message}" for f in run.findings)
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    table = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    table.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(table + ([""] + lines if lines else []))
+    from deploytool.report import columns
+
+    return "\n".join([columns(rows)] + ([""] + lines if lines else []))
 
 
 def _show(metric, value) -> str:

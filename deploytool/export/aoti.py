@@ -105,10 +105,10 @@ def quantize_x86(prepared) -> Any:
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from deploytool.capture import capture, export
+    from deploytool.capture import export
 
     config = prepared.config
-    captured = capture(prepared.loaded.module, prepared.example_inputs)
+    captured = prepared.captured()
     try:
         observed = prepare_pt2e(captured.program.module(),
                                 x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config()))

@@ -71,6 +71,7 @@ MODELS = textwrap.dedent('''
 ''')
 
 CALIB_SAMPLES = 40
+QUANTIZED_PROGRAM = Path("build") / "deploytool" / "quantized" / "program.pt2"  # default output
 
 
 def assert_fails(result, exit_code: int, *fragments: str) -> None:

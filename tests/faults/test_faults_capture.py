@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from faultkit import QUANTIZED_PROGRAM
 
 from deploytool.errors import CaptureError, DataError
 
@@ -19,4 +20,4 @@ CASES = [
 @pytest.mark.parametrize("model, error, exit_code, fragments", CASES)
 def test_capture_fault(fault, project, model, error, exit_code, fragments):
     fault("quantize", "--model", model, "--calib", "calib.npy", error=error, exit_code=exit_code, fragments=fragments)
-    assert not (project / "build" / "deploytool" / "quantized" / "program.pt2").exists()
+    assert not (project / QUANTIZED_PROGRAM).exists()
