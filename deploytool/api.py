@@ -76,11 +76,14 @@ class Prepared:
         return self.memo["output_shapes"]
 
     def cache_key(self) -> str:
-        """Changes whenever the model, the calibration data or any option that shapes the program changes."""
-        parts = {"model": self.loaded.fingerprint(), "data": self.split.calibration.fingerprint(),
-                 "quantize": self.config.quantize, "inputs": self.inputs, "preprocess": self.preprocess,
-                 "batch": self.config.data.batch_size, "versions": versions()}
-        return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]
+        """Changes whenever the model, the calibration data or any option that shapes the program changes.
+        Computed once per run: it hashes every weight and calibration file."""
+        if "cache_key" not in self.memo:
+            parts = {"model": self.loaded.fingerprint(), "data": self.split.calibration.fingerprint(),
+                     "quantize": self.config.quantize, "inputs": self.inputs, "preprocess": self.preprocess,
+                     "batch": self.config.data.batch_size, "versions": versions()}
+            self.memo["cache_key"] = hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]
+        return self.memo["cache_key"]
 
     def inputs_hash(self, precision: Precision) -> str:
         """What an export was made from, recorded in manifest.json: `deploytool check` re-exports when it changes.

@@ -74,9 +74,9 @@ class Programs:
         """`main` lowered to .pte bytes once per export (.pte and .bpte share it), cached across runs by content
         in <output>/.cache/pte."""
         if not hasattr(self, "_pte"):
-            from deploytool.export.executorch import lower_pte_cached
+            from deploytool.export.executorch import PTE_CACHE, lower_pte_cached
 
-            self._pte = lower_pte_cached(self.main, cache_dir=self.prepared.config.output_dir / ".cache" / "pte")
+            self._pte = lower_pte_cached(self.main, cache_dir=self.prepared.config.output_dir / PTE_CACHE)
         return self._pte
 
 

@@ -84,15 +84,19 @@ def x86_int8_program(prepared) -> Any:
 
     folder = prepared.config.output_dir / QUANT_DIR
     key = f"{prepared.cache_key()}-dynamic={prepared.config.dynamic_batch}"
+    if ("x86_int8", key, folder) in prepared.memo:  # the AOTI writer and the cross-check both ask, in one run
+        return prepared.memo["x86_int8", key, folder]
     record_path, program_path = folder / X86_RECORD, folder / X86_PROGRAM
     if program_path.is_file() and record_path.is_file() and _record_key(record_path) == key:
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the int8 fusions
 
-        return _load_program(program_path)
-    program = quantize_x86(prepared)
-    _save_program(program, program_path)
-    atomic_write_json(record_path, {"cache_key": key, "quantizer": "X86InductorQuantizer",
-                                    "calibration_samples": len(prepared.split.calibration)})
+        program = _load_program(program_path)
+    else:
+        program = quantize_x86(prepared)
+        _save_program(program, program_path)
+        atomic_write_json(record_path, {"cache_key": key, "quantizer": "X86InductorQuantizer",
+                                        "calibration_samples": len(prepared.split.calibration)})
+    prepared.memo["x86_int8", key, folder] = program
     return program
 
 
@@ -101,11 +105,11 @@ def quantize_x86(prepared) -> Any:
 
     >>> program = quantize_x86(prepared)
     """
-    import torch
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from deploytool.capture import export
+    from deploytool.quantize.pt2e import feed
 
     config = prepared.config
     captured = prepared.captured()
@@ -114,10 +118,8 @@ def quantize_x86(prepared) -> Any:
                                 x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config()))
     except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
         raise QuantizeError(f"X86InductorQuantizer could not annotate the model: {type(exc).__name__}: {exc}") from exc
-    dtypes = [t.dtype for t in prepared.example_inputs]
-    with torch.inference_mode():
-        for _, arrays in prepared.split.calibration.batches(config.data.batch_size if captured.dynamic_batch else 1):
-            observed(*(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes)))
+    feed(observed, prepared.split.calibration, example_inputs=prepared.example_inputs,
+         batch=config.data.batch_size if captured.dynamic_batch else 1)
     converted = convert_pt2e(observed)
     try:
         return export(converted, prepared.example_inputs, strict=False, dynamic_batch=config.dynamic_batch)

@@ -18,6 +18,7 @@ from deploytool.fsutil import atomic_write_bytes, atomic_write_json
 log = logging.getLogger("deploytool")
 
 BOOKKEEPING = ("getitem", "alloc", "to_dim_order_copy")
+PTE_CACHE = Path(".cache") / "pte"  # under the output folder: lowered .pte files by program content
 
 
 def write_pte(programs: Programs, folder: Path) -> list[Artifact]:

@@ -323,9 +323,9 @@ def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[
     kept = tuple(keep_fp32)
     evaluation = session.evaluate(kept)
     layers = layer_errors(session, kept)
+    calibrated = session.calibrate(kept)  # before sensitivity, which calibrates other sets and evicts this one
     names = [name for name in candidates(session) if name not in kept]
     ranking = sensitivity(session, names, base=kept, executor=executor) if len(names) > 1 else []
-    calibrated = session.calibrate(kept)
     layer_of = sufficiency.observer_layers(calibrated.prepared)
     clipped = sufficiency.clipped_shares(calibrated, layer_of, (session.inputs(a) for a in session.held_out))
     warnings = [*sufficiency.input_warnings(s for _, s in session.prepared.split.calibration.samples()),

@@ -7,7 +7,6 @@ its cost is recorded: extra weight bytes, and latency of the lowered .pte in the
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -83,7 +82,7 @@ def meets(evaluation: Evaluation, recipe: QuantConfig, eager_accuracy: float | N
     return True
 
 
-def within_budget(session: Session, *, measure_latency: bool = True, executor: Any = None) -> FallbackResult:
+def within_budget(session: Session, *, executor: Any = None) -> FallbackResult:
     """Greedy fallback for the session's recipe budget; the sensitivity candidates run on `executor` when given.
 
     >>> result = within_budget(Session(prepared, captured, QuantConfig(min_sqnr_db=25)), executor=executor_for("ray"))
@@ -93,22 +92,22 @@ def within_budget(session: Session, *, measure_latency: bool = True, executor: A
     recipe = session.recipe
     kept: tuple[str, ...] = ()
     start = session.evaluate(kept)
-    steps = [_step(session, None, start, kept, measure_latency)]
+    steps = [_step(session, None, start, kept)]
     ranking: list[Sensitivity] = []
     if not steps[-1].met:
         ranking = sensitivity(session, candidates(session), executor=executor)
         for ranked in ranking[:recipe.max_fp32_layers]:
             kept = (*kept, ranked.name)
-            steps.append(_step(session, ranked.name, session.evaluate(kept), kept, measure_latency))
+            steps.append(_step(session, ranked.name, session.evaluate(kept), kept))
             if steps[-1].met:
                 break
     return FallbackResult(budget_of(recipe), kept, steps[-1].met, steps, session.eager_accuracy, ranking)
 
 
 def _step(session: Session, layer: str | None, evaluation: Evaluation, kept: tuple[str, ...],
-          measure_latency: bool) -> FallbackStep:
+) -> FallbackStep:
     met = meets(evaluation, session.recipe, session.eager_accuracy)
-    latency = _latency_ms(session, kept) if measure_latency else None
+    latency = _latency_ms(session, kept)
     log.info("fallback: %s -> %.1f dB%s", f"+{layer}" if layer else "all int8", evaluation.sqnr_db,
              " (met)" if met else "")
     return FallbackStep(layer, round(evaluation.sqnr_db, 3), evaluation.top1_agreement, evaluation.accuracy,
@@ -116,23 +115,19 @@ def _step(session: Session, layer: str | None, evaluation: Evaluation, kept: tup
 
 
 def _latency_ms(session: Session, kept: tuple[str, ...]) -> float:
-    """Median batch-1 latency of the program lowered to .pte (XNNPACK), in the ExecuTorch runtime."""
-    import statistics
-
+    """Median batch-1 latency of the program lowered to .pte (XNNPACK), in the ExecuTorch runtime. Lowered
+    through the export's cache, so `export` reuses the .pte of the step the fallback settles on."""
     from executorch.runtime import Runtime
 
-    from deploytool.export.executorch import lower_pte
+    from deploytool.bench import measure
+    from deploytool.export.executorch import PTE_CACHE, lower_pte_cached
 
-    data, _ = lower_pte(session.quantized(kept).program)
+    program = session.quantized(kept).program
+    data, _ = lower_pte_cached(program, cache_dir=session.prepared.config.output_dir / PTE_CACHE)
     method = Runtime.get().load_program(data).load_method("forward")
     inputs = tuple(t.contiguous() for t in session.prepared.example_inputs)
-    method.execute(inputs)
-    times = []
-    for _ in range(LATENCY_RUNS):
-        started = time.perf_counter()
-        method.execute(inputs)
-        times.append((time.perf_counter() - started) * 1000)
-    return round(statistics.median(times), 4)
+    timed = measure(lambda: method.execute(inputs), runs=LATENCY_RUNS, warmup=1, load_s=0.0, thread_setting="")
+    return round(timed["median_ms"], 4)
 
 
 def quantize_within_budget(prepared: Any, captured: Any, *, executor: Any = None) -> tuple[Any, dict[str, Any]]:

@@ -59,7 +59,6 @@ def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, 
 
     >>> calibrated = calibrate(captured, recipe=QuantConfig(), calibration=split.calibration, example_inputs=(x,))
     """
-    import torch
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     from deploytool.quantize.recipes import build_quantizer, module_names, resolve_layers
@@ -72,23 +71,36 @@ def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, 
         raise QuantizeError(f"Inserting int8 observers failed: {type(exc).__name__}: {exc}",
                             hint="Try --precision fp32, or report the model; add -v for the traceback.") from exc
     batch = batch_size if captured.dynamic_batch else 1
+    seen, half_ranges = feed(prepared, calibration, example_inputs=example_inputs, batch=batch)
+    log.info("calibrated on %d samples in batches of %d%s", seen, batch,
+             f"; kept in fp32: {', '.join(kept)}" if kept else "")
+    return Calibrated(prepared, seen, kept, half_ranges)
+
+
+def feed(observed, calibration: Dataset, *, example_inputs: tuple, batch: int) -> tuple[int, Ranges]:
+    """Run every calibration sample through an observed graph, in batches, with a progress line.
+
+    Returns how many samples were seen and the activation ranges at the halfway point.
+
+    >>> seen, half_ranges = feed(prepare_pt2e(module, quantizer), split.calibration, example_inputs=(x,), batch=32)
+    """
+    import torch
+
     dtypes = [t.dtype for t in example_inputs]
     progress = Progress("calibrating", len(calibration))
     seen, half_ranges = 0, {}
     with torch.inference_mode():
         for refs, arrays in calibration.batches(batch):
-            prepared(*(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes)))
+            observed(*(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes)))
             seen += len(refs)
             if not half_ranges and seen >= len(calibration) / 2:
-                half_ranges = observer_ranges(prepared)
+                half_ranges = observer_ranges(observed)
             progress.advance(len(refs))
     progress.close()
     if not seen:
         raise QuantizeError("No calibration sample could be read, so there are no ranges to quantize with.")
-    flush_observers(prepared)  # min_val, max_val and the histograms final for every reader
-    log.info("calibrated on %d samples in batches of %d%s", seen, batch,
-             f"; kept in fp32: {', '.join(kept)}" if kept else "")
-    return Calibrated(prepared, seen, kept, half_ranges)
+    flush_observers(observed)  # min_val, max_val and the histograms final for every reader
+    return seen, half_ranges
 
 
 def convert(calibrated: Calibrated):
