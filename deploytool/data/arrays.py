@@ -14,43 +14,66 @@ ARRAY_SUFFIXES = {".npy", ".npz", ".pt"}
 def array_files(paths: list[Path], input_names: tuple[str, ...], description: str) -> Dataset:
     """Samples from array files. A .pt file holds a stacked tensor, a list of samples, or one sample given as a
     tuple or dict of tensors."""
+    files = _LastFile(input_names)
     refs: list[SampleRef] = []
     for path in paths:
-        count = _sample_count(path, input_names)
+        count = _sample_count(path, files.content(path))
         if count is None:
             refs.append(SampleRef(key=path.name, path=path))
         else:
             refs.extend(SampleRef(key=f"{path.name}#{i}", path=path, index=i) for i in range(count))
-    return Dataset(refs, lambda ref: _load(ref, input_names), description)
+    return Dataset(refs, files.sample, description)
 
 
-def _sample_count(path: Path, input_names: tuple[str, ...]) -> int | None:
+class _LastFile:
+    """The content of the file read last. A .npz or .pt file cannot be read one sample at a time, and a
+    dataset's samples of one file come one after another: re-reading the file per sample was quadratic."""
+
+    def __init__(self, input_names: tuple[str, ...]):
+        self.input_names = input_names
+        self.path: Path | None = None
+        self.value = None
+
+    def content(self, path: Path):
+        """A .npy as a memory map, a .npz as {input name: array}, a .pt as what torch.load returns."""
+        if path != self.path:
+            self.value = None  # let the previous file go before reading the next
+            if path.suffix == ".npy":
+                self.value = _open_npy(path)
+            elif path.suffix == ".npz":
+                self.value = _npz_arrays(path, self.input_names)
+            else:
+                self.value = _load_pt(path)
+            self.path = path
+        return self.value
+
+    def sample(self, ref: SampleRef) -> Arrays:
+        return _load(ref, self.content(ref.path), self.input_names)
+
+
+def _sample_count(path: Path, content) -> int | None:
     """Samples in a file: stacked arrays and tensors and lists count along the first axis; None = one sample."""
     if path.suffix == ".npy":
-        array = _open_npy(path)
-        return array.shape[0] if array.ndim else 0
+        return content.shape[0] if content.ndim else 0
     if path.suffix == ".npz":
-        counts = {name: a.shape[0] for name, a in _npz_arrays(path, input_names).items()}
+        counts = {name: a.shape[0] for name, a in content.items()}
         if len(set(counts.values())) > 1:
             raise DataError(f"{path}: arrays have different sample counts {counts}; the first axis is the sample "
                             "axis and must match across inputs.")
         return next(iter(counts.values()))
-    value = _load_pt(path)
-    if isinstance(value, list) or hasattr(value, "shape"):
-        return len(value)
+    if isinstance(content, list) or hasattr(content, "shape"):
+        return len(content)
     return None  # a tuple or dict: one sample with several inputs
 
 
-def _load(ref: SampleRef, input_names: tuple[str, ...]) -> Arrays:
+def _load(ref: SampleRef, content, input_names: tuple[str, ...]) -> Arrays:
+    """One sample, copied out of the file's content: a forward() that writes into its input must not change it."""
     if ref.path.suffix == ".npy":
-        arrays: Arrays = (np.asarray(_open_npy(ref.path)[ref.index]),)
+        arrays: Arrays = (np.array(content[ref.index]),)
     elif ref.path.suffix == ".npz":
-        npz = _npz_arrays(ref.path, input_names)
-        arrays = tuple(np.asarray(npz[name][ref.index]) for name in npz)
+        arrays = tuple(np.array(content[name][ref.index]) for name in content)
     else:
-        value = _load_pt(ref.path)
-        if ref.index is not None:
-            value = value[ref.index]
+        value = content[ref.index] if ref.index is not None else content
         arrays = _pt_sample(value, input_names, ref)
     for name, array in zip(input_names or ("input",), arrays):
         if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -99,6 +122,6 @@ def _pt_sample(value, input_names: tuple[str, ...], ref: SampleRef) -> Arrays:
     if not isinstance(value, (list, tuple)):
         value = (value,)
     try:
-        return tuple(v.detach().cpu().numpy() for v in value)
+        return tuple(v.detach().cpu().numpy().copy() for v in value)
     except AttributeError:
         raise SampleSkipped(f"holds {type(value).__name__}, expected tensors") from None
