@@ -28,6 +28,7 @@ from deploytool.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
 from deploytool.lock import holds_output_lock
 from deploytool.export import Artifact
 from deploytool.report import ArtifactReport, target_report, versions
+from deploytool.runtime import as_arrays, flat_outputs
 from deploytool.verify import References, verify
 
 log = logging.getLogger("deploytool")
@@ -71,7 +72,7 @@ class Prepared:
             import torch
 
             with torch.inference_mode():
-                outputs = _as_list(self.loaded.module(*self.example_inputs))
+                outputs = flat_outputs(self.loaded.module(*self.example_inputs))
             self.memo["output_shapes"] = [tuple(o.shape) for o in outputs]
         return self.memo["output_shapes"]
 
@@ -409,8 +410,7 @@ def _recorded_delegations(folder: Path) -> dict[str, Any]:
         artifacts = json.loads((folder / "report.json").read_text()).get("artifacts", [])
     except (OSError, json.JSONDecodeError, AttributeError):
         return {}
-    return {a["sha256"]: Delegation(d["delegated_ops"], d["total_ops"], d.get("not_delegated", {}),
-                                    {op: tuple(lines) for op, lines in d.get("where", {}).items()})
+    return {a["sha256"]: Delegation.from_dict(d)
             for a in artifacts if isinstance(a, dict) and (d := a.get("delegation")) and a.get("sha256")}
 
 
@@ -560,7 +560,7 @@ def _module_outputs(prepared: Prepared, module) -> list[list[np.ndarray]]:
     import torch
 
     with torch.inference_mode():
-        return [_as_numpy(module(*_to_torch(s, prepared.inputs))) for _, s in _held_out(prepared)]
+        return [as_arrays(module(*_to_torch(s, prepared.inputs))) for _, s in _held_out(prepared)]
 
 
 def _compare_in_process(prepared: Prepared, quantized: list[list[np.ndarray]], name: str):
@@ -569,18 +569,6 @@ def _compare_in_process(prepared: Prepared, quantized: list[list[np.ndarray]], n
     eager = _eager_outputs(prepared)
     return compare(eager, quantized, output_names=prepared.output_names, candidate_name=name,
                    reference_name="eager fp32", thresholds=prepared.config.parity.int8)
-
-
-def _as_list(outputs) -> list:
-    if isinstance(outputs, (list, tuple)):
-        return [o for item in outputs for o in _as_list(item)]
-    if isinstance(outputs, dict):
-        return [o for item in outputs.values() for o in _as_list(item)]
-    return [outputs]
-
-
-def _as_numpy(outputs) -> list[np.ndarray]:
-    return [o.detach().float().numpy().copy() for o in _as_list(outputs)]
 
 
 def _batch_of_one(sample, inputs: tuple[InputSpec, ...]) -> tuple[np.ndarray, ...]:

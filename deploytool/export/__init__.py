@@ -20,6 +20,12 @@ class Delegation:
     def share(self) -> float:
         return self.delegated_ops / self.total_ops if self.total_ops else 0.0
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Delegation:
+        """From dataclasses.asdict (the lowering cache) or report.json (which adds `share`)."""
+        return cls(data["delegated_ops"], data["total_ops"], data.get("not_delegated", {}),
+                   {op: tuple(lines) for op, lines in data.get("where", {}).items()})
+
 
 @dataclass(frozen=True)
 class Artifact:

@@ -111,10 +111,10 @@ def _cases(prepared) -> tuple[list[tuple[np.ndarray, ...]], list[list[np.ndarray
 def _outputs(module, case: tuple[np.ndarray, ...]) -> list[np.ndarray]:
     import torch
 
-    from deploytool.api import _as_numpy
+    from deploytool.runtime import as_arrays
 
     with torch.inference_mode():
-        return [o.astype(np.float32) for o in _as_numpy(module(*(torch.from_numpy(a) for a in case)))]
+        return [o.astype(np.float32) for o in as_arrays(module(*(torch.from_numpy(a) for a in case)))]
 
 
 def _serialize(pte: bytes, inputs: list[tuple[np.ndarray, ...]], expected: list[list[np.ndarray]]) -> bytes:

@@ -82,9 +82,7 @@ def lower_pte_cached(program, *, cache_dir: Path) -> tuple[bytes, Delegation]:
     data_path, info_path = cache_dir / f"{key}.pte", cache_dir / f"{key}.json"
     if data_path.is_file() and info_path.is_file():
         try:
-            info = json.loads(info_path.read_text())
-            delegation = Delegation(info["delegated_ops"], info["total_ops"], info["not_delegated"],
-                                    {op: tuple(lines) for op, lines in info["where"].items()})
+            delegation = Delegation.from_dict(json.loads(info_path.read_text()))
             log.info("reusing the lowered .pte from %s (same program content)", data_path)
             return data_path.read_bytes(), delegation
         except (OSError, ValueError, KeyError, TypeError):

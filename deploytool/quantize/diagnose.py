@@ -16,6 +16,7 @@ import numpy as np
 
 from deploytool.config import QuantConfig
 from deploytool.parity import OutputMetrics, accuracy, output_metrics
+from deploytool.quantize.recipes import module_path
 
 log = logging.getLogger("deploytool")
 
@@ -137,12 +138,12 @@ class Session:
         """Per-sample outputs (batch axis kept at 1), as parity compares them."""
         import torch
 
-        from deploytool.api import _as_numpy
+        from deploytool.runtime import as_arrays
 
         samples: list[list[np.ndarray]] = []
         with torch.inference_mode():
             for arrays in self.held_out:
-                outputs = _as_numpy(module(*self.inputs(arrays)))
+                outputs = as_arrays(module(*self.inputs(arrays)))
                 samples.extend([o[i:i + 1] for o in outputs] for i in range(len(arrays[0])))
         return samples
 
@@ -217,9 +218,9 @@ def candidates(session: Session) -> list[str]:
     """Layers that carry int8 weights (conv, linear), in network order: what keeping fp32 can change."""
     found: dict[str, None] = {}
     for node in session.captured.program.graph.nodes:
-        stack = node.meta.get("nn_module_stack") or {}
-        if node.op == "call_function" and stack and any(op in str(node.target) for op in WEIGHTED_OPS):
-            found[list(stack.values())[-1][0].removeprefix("L['self'].")] = None
+        if node.op == "call_function" and node.meta.get("nn_module_stack") and any(
+                op in str(node.target) for op in WEIGHTED_OPS):
+            found[module_path(node)] = None
     return [name for name in found if name not in session.recipe.keep_fp32]
 
 

@@ -150,6 +150,12 @@ def histogram_observer_classes():
     return SampledHistogramObserver, PercentileObserver
 
 
+def module_path(node) -> str:
+    """The eager module path (`features.3`) of the innermost module a captured node comes from; "" for none."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0].removeprefix("L['self'].") if stack else ""
+
+
 def module_names(graph_module) -> dict[str, str]:
     """Eager module path -> type name for every module the captured graph's nodes come from.
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from deploytool.quantize.recipes import module_path
+
 INPUT_SAMPLES = 64  # enough samples to tell real data from noise; reading more costs time, not certainty
 NOISE_CORRELATION = 0.1  # real images and signals have neighbour correlation well above 0.1; i.i.d. noise ~0
 RANGE_SHIFT = 0.1  # ranges moving >10% of their width in the second half of calibration have not settled
@@ -130,7 +132,5 @@ def observer_layers(prepared) -> dict[str, str]:
         source = node.args[0]
         if source.op == "get_attr":
             continue  # weights: fixed, nothing to converge or drift
-        stack = source.meta.get("nn_module_stack") or {}
-        path = list(stack.values())[-1][0].removeprefix("L['self'].") if stack else ""
-        layers[node.target] = path or ("input" if source.op == "placeholder" else "(model)")
+        layers[node.target] = module_path(source) or ("input" if source.op == "placeholder" else "(model)")
     return layers

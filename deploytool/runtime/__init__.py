@@ -113,6 +113,20 @@ def _stop_prestarted() -> None:
         child.wait()
 
 
+def flat_outputs(outputs) -> list:
+    """Tensors in tuples, lists and dicts, flattened in order: how every output is counted and compared."""
+    if isinstance(outputs, (list, tuple)):
+        return [o for item in outputs for o in flat_outputs(item)]
+    if isinstance(outputs, dict):
+        return [o for item in outputs.values() for o in flat_outputs(item)]
+    return [outputs]
+
+
+def as_arrays(outputs) -> list[np.ndarray]:
+    """A torch module's outputs as float32 numpy arrays, flattened in order (copies, safe to keep)."""
+    return [o.detach().float().numpy().copy() for o in flat_outputs(outputs)]
+
+
 def save_samples(path: Path, samples) -> None:
     """Samples (each a sequence of arrays) as one .npz, keys `s<sample>_<position>`."""
     np.savez(path, **{f"s{i}_{j}": a for i, sample in enumerate(samples) for j, a in enumerate(sample)})

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from deploytool.runtime import as_arrays
+
 
 def run(path: Path, samples: list[tuple[np.ndarray, ...]]) -> list[list[np.ndarray]]:
     import torch
@@ -46,12 +48,3 @@ def run_module(module: Any, samples: list[tuple[np.ndarray, ...]]) -> list[list[
 
     with torch.no_grad():
         return [as_arrays(module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in sample))) for sample in samples]
-
-
-def as_arrays(outputs: Any) -> list[np.ndarray]:
-    """Tensors, tuples, lists and dicts of them, flattened in order (as the eager outputs are)."""
-    if isinstance(outputs, (list, tuple)):
-        return [a for item in outputs for a in as_arrays(item)]
-    if isinstance(outputs, dict):
-        return [a for item in outputs.values() for a in as_arrays(item)]
-    return [outputs.detach().float().numpy().copy()]
