@@ -601,15 +601,18 @@ def _check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, 
 
 
 def _check_model_accepts(prepared: Prepared, key: str) -> None:
+    """Run the first sample through the model: a DataError naming the sample if the model rejects it. The
+    output shapes are kept, so eager_outputs_shape() does not run the same forward again."""
     import torch
 
     try:
         with torch.inference_mode():
-            prepared.loaded.module(*prepared.example_inputs)
+            outputs = prepared.loaded.module(*prepared.example_inputs)
     except Exception as exc:  # the user's forward can raise anything on a wrong shape
         shapes = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in prepared.inputs)
         raise DataError(f"The model rejects the data's input shape or dtype ({shapes}, from {key}): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                         hint="Make the data match the model: set preprocess.resize/center_crop for images, or "
                              "reshape or cast the arrays (or set inputs.<name>.dtype).") from exc
+    prepared.memo["output_shapes"] = [tuple(o.shape) for o in flat_outputs(outputs)]  # eager_outputs_shape's
 

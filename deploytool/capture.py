@@ -22,17 +22,16 @@ class Captured:
     program: Any  # torch.export.ExportedProgram
     method: str  # "strict" or "non-strict"
     dynamic_batch: bool
-    quantized: bool = False
 
 
-def capture(module, example_inputs: tuple, *, dynamic_batch: bool = True) -> Captured:
-    """torch.export the module, trying strict then non-strict mode; with `dynamic_batch`, batch-dynamic first.
+def capture(module, example_inputs: tuple) -> Captured:
+    """torch.export the module, trying strict then non-strict mode, each batch-dynamic first (batched calibration).
 
     >>> captured = capture(model, (torch.zeros(1, 3, 224, 224),))
     >>> captured.method
     'strict'
     """
-    attempts = [(strict, dyn) for dyn in ((True, False) if dynamic_batch else (False,)) for strict in (True, False)]
+    attempts = [(strict, dyn) for dyn in (True, False) for strict in (True, False)]
     failures: list[tuple[str, Exception]] = []
     for strict, dyn in attempts:
         label = f"{'strict' if strict else 'non-strict'}{' (dynamic batch)' if dyn else ''}"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from deploytool.config import QuantConfig
-from deploytool.parity import OutputMetrics, accuracy, output_metrics
+from deploytool.parity import SQNR_EXACT_DB, OutputMetrics, accuracy, output_metrics
 from deploytool.quantize.recipes import module_path
 
 log = logging.getLogger("deploytool")
@@ -196,7 +196,7 @@ def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> list[LayerE
         ref = torch.cat([r.ref.reshape(-1).float() for r in summary.results])
         act = torch.cat([r.actual.reshape(-1).float() for r in summary.results])
         sqnr = float(compute_sqnr(act, ref)) if not torch.equal(act, ref) else math.inf
-        errors.append(LayerError(name, types.get(name, ""), min(sqnr, 200.0)))
+        errors.append(LayerError(name, types.get(name, ""), min(sqnr, SQNR_EXACT_DB)))
     return errors
 
 

@@ -40,8 +40,6 @@ def quantize_onnx(fp32_model: Path, *, recipe: QuantConfig, calibration: Dataset
                 quantize_static(str(preprocessed), str(quantized), DatasetReader(calibration, inputs),
                                 quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
                                 calibrate_method=methods[recipe.onnx_calibration])
-            except QuantizeError:
-                raise
             except Exception as exc:  # onnxruntime.quantization raises assorted types on unsupported graphs
                 raise QuantizeError(f"onnxruntime static quantization of {fp32_model.name} failed: "
                                     f"{type(exc).__name__}: {str(exc).strip()[:500]}",
@@ -59,17 +57,14 @@ class DatasetReader(CalibrationDataReader):
     def __init__(self, dataset: Dataset, inputs: tuple[InputSpec, ...]):
         self.dataset = dataset
         self.inputs = inputs
-        self.count = 0
         self._feeds: Iterator[dict[str, np.ndarray]] = self._all_feeds()
 
     def _all_feeds(self) -> Iterator[dict[str, np.ndarray]]:
         for _, arrays in self.dataset.samples():
-            self.count += 1
             yield {spec.name: np.ascontiguousarray(a, dtype=spec.dtype)[None] for spec, a in zip(self.inputs, arrays)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
 
     def rewind(self) -> None:
-        self.count = 0
         self._feeds = self._all_feeds()

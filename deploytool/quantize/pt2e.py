@@ -50,7 +50,7 @@ def finish(captured: Captured, calibrated: Calibrated, *, example_inputs: tuple)
         program = export(converted, example_inputs, strict=False, dynamic_batch=False)
     except Exception as exc:  # re-export of a converted graph should not fail; report it if it does
         raise QuantizeError(f"Re-exporting the quantized model failed: {type(exc).__name__}: {exc}") from exc
-    return Captured(program, captured.method, dynamic_batch=False, quantized=True)
+    return Captured(program, captured.method, dynamic_batch=False)
 
 
 def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, example_inputs: tuple,
