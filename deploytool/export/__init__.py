@@ -71,6 +71,13 @@ class Programs:
                                hint="Set dynamic_batch = false (server artifacts then take batch 1), or remove "
                                     "what pins the batch size in forward().") from exc
 
+    @functools.cached_property
+    def scripted(self) -> Any:
+        """TorchScript of the eager model (export.torchscript.Scripted), traced once for .pt and .ptl."""
+        from deploytool.export.torchscript import script_module
+
+        return script_module(self.prepared)
+
     @property
     def main(self) -> Any:
         """The program for single-program formats: int8 when quantizing, else fp32."""

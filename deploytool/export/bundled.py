@@ -89,7 +89,8 @@ def tolerance_for(programs: Programs, inputs: list[tuple[np.ndarray, ...]], expe
     if programs.precision != "int8":
         rel = parity.fp32.max_abs_rel or 1e-4  # switched off in the config: still bound it like the default
         return Tolerance(rel * span, 0.0, f"{rel:g} x output range {span:.3g}")
-    reference = [_outputs(programs.int8.module(), case) for case in inputs]
+    module = programs.int8.module()
+    reference = [_outputs(module, case) for case in inputs]
     observed = max(float(np.abs(r - e).max()) for ref, exp in zip(reference, expected) for r, e in zip(ref, exp))
     floor = (parity.fp32.max_abs_rel or 1e-4) * span  # an int8 program that happens to be exact still needs slack
     atol = max(INT8_ATOL_MARGIN * observed, floor)
@@ -97,15 +98,12 @@ def tolerance_for(programs: Programs, inputs: list[tuple[np.ndarray, ...]], expe
 
 
 def _cases(prepared) -> tuple[list[tuple[np.ndarray, ...]], list[list[np.ndarray]]]:
-    """The first BUNDLED_CASES held-out samples at batch 1, with the eager model's outputs."""
-    from deploytool.api import _batch_of_one, _held_out
+    """The first BUNDLED_CASES held-out samples at batch 1, with the eager model's outputs (computed once per
+    run, for parity)."""
+    from deploytool.api import _batch_of_one, _eager_outputs, _held_out
 
-    inputs = []
-    for _, sample in _held_out(prepared):
-        inputs.append(_batch_of_one(sample, prepared.inputs))
-        if len(inputs) == BUNDLED_CASES:
-            break
-    return inputs, [_outputs(prepared.loaded.module, case) for case in inputs]
+    inputs = [_batch_of_one(sample, prepared.inputs) for _, sample in _held_out(prepared)[:BUNDLED_CASES]]
+    return inputs, _eager_outputs(prepared)[:len(inputs)]
 
 
 def _outputs(module, case: tuple[np.ndarray, ...]) -> list[np.ndarray]:

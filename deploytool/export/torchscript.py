@@ -36,7 +36,7 @@ def write_torchscript(programs: Programs, folder: Path) -> list[Artifact]:
     import torch
 
     started = time.perf_counter()
-    scripted = script_module(programs.prepared)
+    scripted = programs.scripted
     buffer = io.BytesIO()
     torch.jit.save(scripted.module, buffer)
     path = atomic_write_bytes(folder / "model.pt", buffer.getvalue())
@@ -54,12 +54,12 @@ def write_ptl(programs: Programs, folder: Path) -> list[Artifact]:
     import torch.backends.xnnpack
 
     started = time.perf_counter()
-    scripted = script_module(programs.prepared)
+    scripted = programs.scripted
     module, notes = scripted.module, [*scripted.notes, DEPRECATED]
     if torch.backends.xnnpack.enabled:
         from torch.utils.mobile_optimizer import optimize_for_mobile
 
-        module = optimize_for_mobile(module)
+        module = optimize_for_mobile(module)  # a copy: programs.scripted stays as model.pt has it
         notes.append("optimize_for_mobile applied (conv/bn folding, XNNPACK prepacked ops)")
     else:
         notes.append("optimize_for_mobile skipped: this torch build has no XNNPACK "
