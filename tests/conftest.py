@@ -23,6 +23,19 @@ def photos(tmp_path_factory) -> Path:
     return write_photos(tmp_path_factory.mktemp("data") / "photos", 48)
 
 
+@pytest.fixture(scope="session")
+def exported_all(tmp_path_factory, digit_images) -> tuple[Path, str]:
+    """zoo:digits quantized on real digits, then `export --target all`: the output folder and stdout.
+
+    Shared by the server-format and bench tests; a test that writes into an output folder copies it first.
+    """
+    folder = tmp_path_factory.mktemp("all")
+    cli = Cli(folder)
+    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.5")
+    result = cli("export", "--target", "all")
+    return folder / "build" / "deploytool", result.stdout
+
+
 @pytest.fixture
 def cli(tmp_path) -> Cli:
     return Cli(tmp_path)

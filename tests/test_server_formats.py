@@ -14,16 +14,6 @@ FP32_MAX_ABS_REL = 1e-4  # config.ParityConfig.fp32: lowering fp32 must be numer
 SERVER_FILES = ("model.onnx", "model.int8.onnx", "model.pt", "model.pt2", "model.int8.pt2")
 
 
-@pytest.fixture(scope="module")
-def exported_all(tmp_path_factory, digit_images) -> tuple[Path, str]:
-    """zoo:digits quantized on real digits, then `export --target all`: the output folder and stdout."""
-    folder = tmp_path_factory.mktemp("all")
-    cli = Cli(folder)
-    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.5")
-    result = cli("export", "--target", "all")
-    return folder / "build" / "deploytool", result.stdout
-
-
 def _report(output: Path, target: str) -> dict:
     return json.loads((output / target / "report.json").read_text())
 
