@@ -112,14 +112,6 @@ def test_pickle_checkpoint_is_refused_unless_trusted(tmp_path):
     assert load("mymodel.py:build", base_dir=tmp_path, weights="ckpt.pt", trust_checkpoint=True) is not None
 
 
-def test_saved_program_loads(tmp_path):
-    program = torch.export.export(torch.nn.Linear(4, 2).eval(), (torch.zeros(1, 4),))
-    torch.export.save(program, tmp_path / "prog.pt2")
-    loaded = load("prog.pt2", base_dir=tmp_path)
-    assert loaded.inputs[0].shape == (1, 4)
-    assert loaded.module(torch.ones(1, 4)).shape == (1, 2)
-
-
 def test_fingerprint_changes_with_weights():
     first = load("zoo:digits")
     before = first.fingerprint()

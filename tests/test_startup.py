@@ -31,6 +31,9 @@ def _probe(args: list[str], cwd) -> dict:
 
 @pytest.mark.parametrize("args, code", [
     (["--help"], 0),
+    (["quantize", "--help"], 0),
+    (["export", "--help"], 0),
+    (["check", "--help"], 0),
     (["zoo", "list"], 0),
     (["targets"], 0),
     (["bench", "--help"], 0),

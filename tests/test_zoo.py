@@ -90,10 +90,6 @@ def test_unknown_entry_suggests_a_name(cli):
     assert "Did you mean 'resnet18'?" in result.stderr
 
 
-@pytest.mark.parametrize("command", [(), ("list",), ("show",), ("run",)], ids=["zoo", "list", "show", "run"])
-def test_help(cli, command):
-    assert "Usage:" in cli("zoo", *command, "--help").stdout
-
 
 def test_every_entry_has_a_committed_baseline_for_each_precision_it_builds():
     for name in zoo().names():
