@@ -16,6 +16,11 @@ from deploytool.errors import UsageError
 class OutputError(UsageError):
     """The output folder cannot be created or written."""
 
+    @classmethod
+    def cannot_write(cls, folder: Path, exc: OSError) -> OutputError:
+        return cls(f"Cannot write into {folder}: {exc.strerror}.",
+                   hint="Choose a writable folder with --output, or fix its permissions.")
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     path = Path(path)
@@ -23,8 +28,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise OutputError(f"Cannot write into {path.parent}: {exc.strerror}.",
-                          hint="Choose a writable folder with --output, or fix its permissions.") from None
+        raise OutputError.cannot_write(path.parent, exc) from None
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)

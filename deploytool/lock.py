@@ -60,8 +60,7 @@ def output_lock(folder: Path, *, timeout_s: float | None = None) -> Iterator[Non
         folder.mkdir(parents=True, exist_ok=True)
         handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
-        raise OutputError(f"Cannot write into {folder}: {exc.strerror}.",
-                          hint="Choose a writable folder with --output, or fix its permissions.") from None
+        raise OutputError.cannot_write(folder, exc) from None
     try:
         _acquire(fcntl, handle, folder, _timeout(timeout_s))
         os.ftruncate(handle, 0)

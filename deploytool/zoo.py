@@ -266,13 +266,12 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
     recipe = replace(zoo_entry.recipe, calib_limit=calib_limit) if calib_limit else zoo_entry.recipe
     targets = targets or zoo_entry.targets
     precisions = precisions or recipe.precisions
-    config = entry_config(zoo_entry, recipe, output=output / precisions[0], weights=weights)
-    prepared = api.prepare(config)
+    configs = {p: entry_config(zoo_entry, recipe, output=output / p, weights=weights) for p in precisions}
+    prepared = api.prepare(configs[precisions[0]])
     labels = _held_out_labels(prepared, zoo_entry)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     reports = []
-    for precision in precisions:
-        config = entry_config(zoo_entry, recipe, output=output / precision, weights=weights)
+    for precision, config in configs.items():
         log.info("zoo %s: %s for %s", name, precision, ", ".join(targets))
         for report in api.export(config, targets=targets, precision=Precision(precision), prepared=prepared):
             results.setdefault(report.target, {})[precision] = measure(report, labels=labels)

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from deploytool.cli.options import (build_config, command_with_examples, executor_options, make_executor, print_json,
-                                    project_options)
+                                    project_options, stack)
 from deploytool.config import Observer
 
 OBSERVERS = sorted(o.value for o in Observer)
@@ -32,9 +32,7 @@ def recipe_options(function):
                      help="Budget: at most PTS points of top-1 accuracy lost (needs labelled held-out data)."),
         click.option("--max-fp32-layers", type=int, help="Cap on layers the fallback keeps in fp32 [default: 8]."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return stack(options, function)
 
 
 def recipe_overrides(flags: dict[str, Any]) -> dict[str, Any]:

@@ -30,9 +30,7 @@ def project_options(function):
         click.option("--output", help="Output folder [default: build/deploytool]."),
         click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return stack(options, function)
 
 
 def build_config(flags: dict[str, Any], **extra: Any) -> ProjectConfig:
@@ -67,6 +65,13 @@ def split_list(value: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def stack(options: list, function):
+    """Apply click options so that --help lists them in the order given."""
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def command_with_examples(examples: str):
     """click.command with an Examples epilog kept verbatim."""
     return functools.partial(click.command, epilog="\b\nExamples:\n" + examples,
@@ -83,9 +88,7 @@ def executor_options(function):
         click.option("--ray-address", help="Ray cluster to join, e.g. auto or ray://head:10001 [default: RAY_ADDRESS, "
                                            "else the cluster `ray start` started here, else a new local instance]."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return stack(options, function)
 
 
 def make_executor(executor_name: str, jobs: int, ray_address: str | None):
