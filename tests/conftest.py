@@ -1,10 +1,65 @@
-"""Shared fixtures: real data written once per session, and a CLI runner that works in a folder."""
+"""Shared fixtures: real data and a full export written once per session, a CLI runner that works in a
+folder, and runtimes that crash or hang."""
 from __future__ import annotations
 
+import os
+import textwrap
 from pathlib import Path
 
 import pytest
 from cli_runner import Cli
+
+# Test-only runtimes that misbehave the way native runtimes do, and a writer for their (dummy) artifacts.
+MISBEHAVING = textwrap.dedent("""
+    import os, signal, time
+    from deploytool.export import Artifact
+
+
+    def segfault(path, samples):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+    def abort(path, samples):
+        os.abort()
+
+
+    def hang(path, samples):
+        time.sleep(3600)
+
+
+    def write_segv(programs, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.segv"
+        path.write_bytes(b"an artifact whose runtime segfaults")
+        return [Artifact(path, "segv", programs.precision)]
+""")
+
+
+@pytest.fixture
+def misbehaving(tmp_path, monkeypatch):
+    """Register the runners (and a `segv` format on a `crashy` target) for this test only.
+
+    The child process finds the module through PYTHONPATH: the worker imports runners by their import string.
+    """
+    from deploytool.export import FORMATS
+    from deploytool.registry import TARGETS, Entry
+    from deploytool.runtime import RUNNERS
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "misbehaving_runtime.py").write_text(MISBEHAVING)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
+    for name in ("segfault", "abort", "hang"):
+        monkeypatch.setitem(RUNNERS._entries, name, Entry(name, f"misbehaving_runtime:{name}", {"runtime": name}))
+    monkeypatch.setitem(RUNNERS._entries, "segv", Entry("segv", "misbehaving_runtime:segfault", {"runtime": "segv"}))
+    monkeypatch.setitem(FORMATS._entries, "segv", Entry("segv", "misbehaving_runtime:write_segv",
+                                                         {"runtime": "a runtime that segfaults", "summary": "test"}))
+    monkeypatch.setitem(TARGETS._entries, "crashy", Entry("crashy", "", {"formats": ("segv", "pte"),
+                                                                          "summary": "test target"}))
+    artifact = tmp_path / "model.bin"
+    artifact.write_bytes(b"\0" * 16)
+    return artifact
 
 
 @pytest.fixture(scope="session")

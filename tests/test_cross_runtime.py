@@ -12,21 +12,6 @@ from deploytool.export import Artifact
 from deploytool.fsutil import atomic_write_bytes
 from deploytool.registry import Entry
 
-SEGFAULT_RUNNER = '''
-import os
-import signal
-
-from deploytool.runtime import RUNNERS
-
-
-def run(path, samples):
-    os.kill(os.getpid(), signal.SIGSEGV)
-
-
-RUNNERS.register("segfaults", "sitecustomize:run", runtime="a runtime that segfaults")
-'''
-
-
 def write_corrupt_onnx(programs, folder: Path) -> list[Artifact]:
     """A writer whose .onnx is not a model: onnxruntime refuses to load it."""
     return [Artifact(atomic_write_bytes(folder / "model.onnx", b"not an onnx model"), "onnx", "fp32")]
@@ -53,18 +38,13 @@ def test_corrupt_artifact_is_a_failed_row_and_the_others_still_verify(cli, digit
     assert [row["verdict"] for row in report["cross"]] == ["ERROR", "PASS"]
 
 
-def test_segfaulting_runtime_is_a_failed_row_naming_the_signal(tmp_path, monkeypatch):
+def test_segfaulting_runtime_is_a_failed_row_naming_the_signal(misbehaving):
     from deploytool.config import ParityConfig, ProjectConfig
     from deploytool.crosscheck import matrix
     from deploytool.report import cross_table
-    from deploytool.runtime import RUNNERS
     from deploytool.verify import References, verify
 
-    # The child process registers the same runner through sitecustomize, which Python imports at start-up.
-    (tmp_path / "sitecustomize.py").write_text(SEGFAULT_RUNNER)
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setitem(RUNNERS._entries, "segfaults", Entry("segfaults", "sitecustomize:run", {}))
-    artifact = Artifact(atomic_write_bytes(tmp_path / "model.bin", b"\0" * 16), "segfaults", "fp32")
+    artifact = Artifact(misbehaving, "segfault", "fp32")
     samples = [(np.zeros((1, 4), np.float32),)]
     report = verify(artifact, target="test", samples=samples, config=ProjectConfig(parity=ParityConfig()),
                     references=References(eager=[[np.zeros((1, 4), np.float32)]], int8=None),

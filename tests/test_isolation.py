@@ -3,65 +3,11 @@ check naming the artifact and the signal, and the run goes on to check the other
 from __future__ import annotations
 
 import json
-import os
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deploytool.export import FORMATS
-from deploytool.registry import TARGETS, Entry
-from deploytool.runtime import RUNNERS, failure_verdict, run_artifact
-
-# Test-only runtimes that misbehave the way native runtimes do, and a writer for their (dummy) artifacts.
-MISBEHAVING = textwrap.dedent("""
-    import os, signal, time
-    from deploytool.export import Artifact
-
-
-    def segfault(path, samples):
-        os.kill(os.getpid(), signal.SIGSEGV)
-
-
-    def abort(path, samples):
-        os.abort()
-
-
-    def hang(path, samples):
-        time.sleep(3600)
-
-
-    def write_segv(programs, folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "model.segv"
-        path.write_bytes(b"an artifact whose runtime segfaults")
-        return [Artifact(path, "segv", programs.precision)]
-""")
-
-
-@pytest.fixture
-def misbehaving(tmp_path, monkeypatch):
-    """Register the runners (and a `segv` format on a `crashy` target) for this test only.
-
-    The child process finds the module through PYTHONPATH: the worker imports runners by their import string.
-    """
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "misbehaving_runtime.py").write_text(MISBEHAVING)
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
-    for name in ("segfault", "abort", "hang"):
-        monkeypatch.setitem(RUNNERS._entries, name, Entry(name, f"misbehaving_runtime:{name}", {"runtime": name}))
-    monkeypatch.setitem(RUNNERS._entries, "segv", Entry("segv", "misbehaving_runtime:segfault", {"runtime": "segv"}))
-    monkeypatch.setitem(FORMATS._entries, "segv", Entry("segv", "misbehaving_runtime:write_segv",
-                                                         {"runtime": "a runtime that segfaults", "summary": "test"}))
-    monkeypatch.setitem(TARGETS._entries, "crashy", Entry("crashy", "", {"formats": ("segv", "pte"),
-                                                                          "summary": "test target"}))
-    artifact = tmp_path / "model.bin"
-    artifact.write_bytes(b"\0" * 16)
-    return artifact
-
+from deploytool.runtime import failure_verdict, run_artifact
 
 SAMPLES = [(np.zeros((1, 4), np.float32),)]
 
