@@ -63,6 +63,15 @@ class Prepared:
             self.timings["capture"] = time.perf_counter() - started
         return self.memo["captured"]
 
+    def session(self, recipe) -> Any:
+        """The quantize.diagnose.Session for `recipe`, one per run: the fp32 fallback and the diagnosis of
+        `quantize --diagnose` share its eager outputs and its evaluations."""
+        if ("session", recipe) not in self.memo:
+            from deploytool.quantize.diagnose import Session
+
+            self.memo["session", recipe] = Session(self, self.captured(), recipe)
+        return self.memo["session", recipe]
+
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(f"output_{i}" for i in range(len(self.eager_outputs_shape())))
@@ -203,7 +212,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
         if config.quantize.has_budget:
             from deploytool.quantize.fallback import quantize_within_budget
 
-            quantized, fallback = quantize_within_budget(prepared, captured, executor=executor)
+            quantized, fallback = quantize_within_budget(prepared.session(config.quantize), executor=executor)
         else:
             quantized = quantize_pt2e(captured, recipe=config.quantize, calibration=prepared.split.calibration,
                                       example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
@@ -247,11 +256,10 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
     'features.3'
     """
     from deploytool.htmlreport import write_html
-    from deploytool.quantize.diagnose import Session, diagnose as diagnose_layers
+    from deploytool.quantize.diagnose import diagnose as diagnose_layers
 
     prepared = prepared or prepare(config)
-    session = Session(prepared, prepared.captured(), config.quantize)
-    diagnosis = diagnose_layers(session, keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
+    diagnosis = diagnose_layers(prepared.session(config.quantize), keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
                                 fallback=fallback, executor=executor)
     folder = config.output_dir / "diagnosis"
     atomic_write_json(folder / "report.json", {**diagnosis.to_dict(), "versions": versions()})

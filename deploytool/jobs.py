@@ -183,10 +183,8 @@ def candidate_job(spec: JobSpec) -> JobResult:
 @functools.lru_cache(maxsize=1)
 def _candidate_session(config, base_dir: str):
     from deploytool import api
-    from deploytool.quantize.diagnose import Session
 
-    prepared = api.prepare(config)
-    return Session(prepared, prepared.captured(), config.quantize)
+    return api.prepare(config).session(config.quantize)
 
 
 def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]) -> list:

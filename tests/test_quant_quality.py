@@ -217,12 +217,9 @@ def test_ranges_and_clipping_are_measured(project):
 def _session(project: Path, recipe):
     """A diagnosis Session on the project's model (prepared and captured) for `recipe`."""
     from deploytool import api
-    from deploytool.capture import capture
     from deploytool.config import load_config
-    from deploytool.quantize.diagnose import Session
 
-    prepared = api.prepare(load_config(project))
-    return Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), recipe)
+    return api.prepare(load_config(project)).session(recipe)
 
 
 class _Page(HTMLParser):

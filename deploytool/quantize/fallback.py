@@ -130,14 +130,12 @@ def _latency_ms(session: Session, kept: tuple[str, ...]) -> float:
     return round(timed["median_ms"], 4)
 
 
-def quantize_within_budget(prepared: Any, captured: Any, *, executor: Any = None) -> tuple[Any, dict[str, Any]]:
+def quantize_within_budget(session: Session, *, executor: Any = None) -> tuple[Any, dict[str, Any]]:
     """The static int8 program after the fallback, and the fallback's record for quantize.json.
 
-    >>> quantized, record = quantize_within_budget(prepared, capture(model, example_inputs),
-    ...                                            executor=executor_for("local", jobs=4))
+    >>> quantized, record = quantize_within_budget(prepared.session(recipe), executor=executor_for("local", jobs=4))
     >>> record["kept_fp32"]
     ['features.0', 'features.3']
     """
-    session = Session(prepared, captured, prepared.config.quantize)
     result = within_budget(session, executor=executor)
     return session.quantized(result.kept_fp32), result.to_dict()
