@@ -87,15 +87,25 @@ class Session:
         self.eager = self._run(prepared.loaded.module)
         self.eager_accuracy = accuracy(self.eager, self.labels)
         self._evaluations: dict[tuple[str, ...], Evaluation] = {}
-        self._last_quantized: tuple[tuple[str, ...] | None, Any] = (None, None)
-        self._last_calibrated: tuple[tuple[str, ...] | None, Any] = (None, None)
+        self._last: dict[str, tuple[tuple[str, ...], Any]] = {}  # kind -> (kept set, value): see _latest
+
+    def _latest(self, kind: str, keep_fp32: Sequence[str], make) -> Any:
+        """The last value of one kind (calibrated, converted, quantized), remade when the kept set changes:
+        the fallback and the diagnosis ask for one set several times in a row, and each value is large."""
+        key = tuple(sorted(keep_fp32))
+        if self._last.get(kind, (None,))[0] != key:
+            self._last[kind] = (key, make(key))
+        return self._last[kind][1]
 
     def calibrate(self, keep_fp32: Sequence[str] = ()):
-        """Calibrated graph with `keep_fp32` in fp32; the last one is cached (convert copies it)."""
-        key = tuple(sorted(keep_fp32))
-        if self._last_calibrated[0] != key:
-            self._last_calibrated = (key, self._calibrate(key))
-        return self._last_calibrated[1]
+        """Calibrated graph with `keep_fp32` in fp32 (convert copies it)."""
+        return self._latest("calibrated", keep_fp32, self._calibrate)
+
+    def converted(self, keep_fp32: Sequence[str] = ()):
+        """The q/dq graph module with `keep_fp32` in fp32: what evaluate runs and quantized re-exports."""
+        from deploytool.quantize.pt2e import convert
+
+        return self._latest("converted", keep_fp32, lambda key: convert(self.calibrate(key)))
 
     def _calibrate(self, keep_fp32: tuple[str, ...]):
         from deploytool.quantize.pt2e import calibrate
@@ -105,11 +115,9 @@ class Session:
 
     def evaluate(self, keep_fp32: Sequence[str] = ()) -> Evaluation:
         """Quantize with `keep_fp32` (on top of the recipe's own) and compare with eager; cached per set."""
-        from deploytool.quantize.pt2e import convert
-
         key = tuple(sorted(keep_fp32))
         if key not in self._evaluations:
-            outputs = self._run(convert(self.calibrate(key)))
+            outputs = self._run(self.converted(key))
             names = self.prepared.output_names
             metrics = tuple(output_metrics(n, [o[i] for o in self.eager], [o[i] for o in outputs])
                             for i, n in enumerate(names))
@@ -119,14 +127,11 @@ class Session:
         return self._evaluations[key]
 
     def quantized(self, keep_fp32: Sequence[str] = ()):
-        """The static batch-1 Captured program with `keep_fp32` left in fp32 (the last one is cached)."""
-        from deploytool.quantize.pt2e import finish
+        """The static batch-1 Captured program with `keep_fp32` left in fp32."""
+        from deploytool.quantize.pt2e import reexport
 
-        key = tuple(sorted(keep_fp32))
-        if self._last_quantized[0] != key:
-            program = finish(self.captured, self.calibrate(key), example_inputs=self.prepared.example_inputs)
-            self._last_quantized = (key, program)
-        return self._last_quantized[1]
+        return self._latest("quantized", keep_fp32, lambda key: reexport(
+            self.captured, self.converted(key), example_inputs=self.prepared.example_inputs))
 
     def inputs(self, arrays) -> tuple:
         import torch
@@ -169,13 +174,11 @@ def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> list[LayerE
         prepare_for_propagation_comparison,
     )
 
-    from deploytool.quantize.pt2e import convert
-
     # The reference goes through prepare_pt2e with nothing annotated, so BatchNorm is folded into its conv just
     # as in the int8 graph; otherwise a conv's pre-BN output would be compared with a post-BN one.
     unquantized = prepare_pt2e(session.captured.program.module(), XNNPACKQuantizer())
     reference = prepare_for_propagation_comparison(unquantized)
-    actual = prepare_for_propagation_comparison(convert(session.calibrate(keep_fp32)))
+    actual = prepare_for_propagation_comparison(session.converted(keep_fp32))  # it copies
     with torch.inference_mode():
         for arrays in session.held_out:
             reference(*session.inputs(arrays))

@@ -45,7 +45,11 @@ def quantize(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, e
 
 def finish(captured: Captured, calibrated: Calibrated, *, example_inputs: tuple) -> Captured:
     """Convert a calibrated graph and re-export it as a static batch-1 program."""
-    converted = convert(calibrated)
+    return reexport(captured, convert(calibrated), example_inputs=example_inputs)
+
+
+def reexport(captured: Captured, converted, *, example_inputs: tuple) -> Captured:
+    """A converted (q/dq) graph module as a static batch-1 program."""
     try:
         program = export(converted, example_inputs, strict=False, dynamic_batch=False)
     except Exception as exc:  # re-export of a converted graph should not fail; report it if it does
