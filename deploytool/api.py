@@ -63,6 +63,18 @@ class Prepared:
             self.timings["capture"] = time.perf_counter() - started
         return self.memo["captured"]
 
+    def held_out(self) -> list:
+        """The held-out (ref, sample) pairs, decoded once: references, runners and writers all read them."""
+        if "held_out" not in self.memo:
+            self.memo["held_out"] = list(self.split.held_out.samples())
+        return self.memo["held_out"]
+
+    def eager_outputs(self) -> list[list[np.ndarray]]:
+        """The eager model's outputs on held_out(), one sample per call as the artifacts run them."""
+        if "eager_outputs" not in self.memo:
+            self.memo["eager_outputs"] = _module_outputs(self, self.loaded.module)
+        return self.memo["eager_outputs"]
+
     def session(self, recipe) -> Any:
         """The quantize.diagnose.Session for `recipe`, one per run: the fp32 fallback and the diagnosis of
         `quantize --diagnose` share its eager outputs and its evaluations."""
@@ -285,7 +297,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     programs = Programs(prepared, precision=precision.value,
                         int8_program=quant.program if quant else None)
     references = _references(prepared, quant)
-    samples = [_batch_of_one(s, prepared.inputs) for _, s in _held_out(prepared)]
+    samples = [_batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     built: dict[str, list[Artifact]] = {}
     reports: list[ArtifactReport] = []
     per_target: dict[str, list[ArtifactReport]] = {}
@@ -367,7 +379,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     int8 = any(a["precision"] == "int8" for m in manifests.values() for a in m["artifacts"])
     quant = quantize(config, prepared) if int8 else None
     references = _references(prepared, quant)
-    samples = [_batch_of_one(s, prepared.inputs) for _, s in _held_out(prepared)]
+    samples = [_batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     reports = []
     per_target: dict[Path, list[ArtifactReport]] = {}
     for folder, manifest in manifests.items():
@@ -436,8 +448,8 @@ def _verify_native(artifact: Artifact, python: ArtifactReport, **verify_args) ->
 
 
 def _references(prepared: Prepared, quant: QuantizeResult | None) -> References:
-    return References(eager=_eager_outputs(prepared), int8=quant.outputs if quant else None,
-                      labels=[ref.label for ref, _ in _held_out(prepared)])
+    return References(eager=prepared.eager_outputs(), int8=quant.outputs if quant else None,
+                      labels=[ref.label for ref, _ in prepared.held_out()])
 
 
 def _copy_artifact(artifact: Artifact, folder: Path) -> Artifact:
@@ -549,32 +561,18 @@ def _load_program(path: Path):
     return torch.export.load(path)
 
 
-def _held_out(prepared: Prepared) -> list:
-    """The held-out (ref, sample) pairs, decoded once: references, runners and writers all read them."""
-    if "held_out" not in prepared.memo:
-        prepared.memo["held_out"] = list(prepared.split.held_out.samples())
-    return prepared.memo["held_out"]
-
-
-
-def _eager_outputs(prepared: Prepared) -> list[list[np.ndarray]]:
-    if "eager_outputs" not in prepared.memo:
-        prepared.memo["eager_outputs"] = _module_outputs(prepared, prepared.loaded.module)
-    return prepared.memo["eager_outputs"]
-
-
 def _module_outputs(prepared: Prepared, module) -> list[list[np.ndarray]]:
     """In-process outputs on the held-out samples, one sample per call as the artifact runs them."""
     import torch
 
     with torch.inference_mode():
-        return [as_arrays(module(*_to_torch(s, prepared.inputs))) for _, s in _held_out(prepared)]
+        return [as_arrays(module(*_to_torch(s, prepared.inputs))) for _, s in prepared.held_out()]
 
 
 def _compare_in_process(prepared: Prepared, quantized: list[list[np.ndarray]], name: str):
     from deploytool.parity import compare
 
-    eager = _eager_outputs(prepared)
+    eager = prepared.eager_outputs()
     return compare(eager, quantized, output_names=prepared.output_names, candidate_name=name,
                    reference_name="eager fp32", thresholds=prepared.config.parity.int8)
 

@@ -112,7 +112,7 @@ def digits_prepared(digit_images):
 def test_onnx_int8_calibration_methods_run_in_onnxruntime(method, digits_prepared, tmp_path):
     from dataclasses import replace
 
-    from deploytool.api import _batch_of_one, _eager_outputs, _held_out
+    from deploytool.api import _batch_of_one
     from deploytool.config import OnnxCalibration
     from deploytool.export import Programs
     from deploytool.export.onnx import export_onnx
@@ -128,10 +128,10 @@ def test_onnx_int8_calibration_methods_run_in_onnxruntime(method, digits_prepare
     int8 = tmp_path / "model.int8.onnx"
     int8.write_bytes(quantize_onnx(fp32, recipe=recipe, calibration=prepared.split.calibration,
                                    inputs=prepared.inputs))
-    samples = [_batch_of_one(s, prepared.inputs) for _, s in _held_out(prepared)]
+    samples = [_batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     run = run_artifact(int8, "onnx", samples)
     assert run.ok, run.error
-    comparison = compare(_eager_outputs(prepared), run.outputs, output_names=prepared.output_names,
+    comparison = compare(prepared.eager_outputs(), run.outputs, output_names=prepared.output_names,
                          thresholds=prepared.config.parity.int8, candidate_name=int8.name, reference_name="eager")
     assert comparison.passed, comparison.checklist()
 
@@ -179,7 +179,6 @@ def test_trace_that_misses_a_branch_on_held_out_data_falls_back_to_script(tmp_pa
 def test_dynamic_batch_server_artifacts_run_batches_of_1_and_4(tmp_path, digit_images, exported_all):
     import shutil
 
-    from deploytool.api import _eager_outputs, _held_out
     from deploytool.runtime import run_artifact
 
     # `output` set here wins over the one recorded in the copied quantize.json.
@@ -192,8 +191,8 @@ def test_dynamic_batch_server_artifacts_run_batches_of_1_and_4(tmp_path, digit_i
     from deploytool import api
 
     prepared = api.prepare(api.load_config(tmp_path))
-    eager = np.concatenate([o[0] for o in _eager_outputs(prepared)[:4]])
-    batch4 = np.stack([s[0] for _, s in list(_held_out(prepared))[:4]]).astype(np.float32)
+    eager = np.concatenate([o[0] for o in prepared.eager_outputs()[:4]])
+    batch4 = np.stack([s[0] for _, s in list(prepared.held_out())[:4]]).astype(np.float32)
     server = tmp_path / "build" / "deploytool" / "server"
     for name, fmt in (("model.onnx", "onnx"), ("model.int8.onnx", "onnx"), ("model.pt", "torchscript"),
                       ("model.pt2", "aoti"), ("model.int8.pt2", "aoti")):

@@ -100,10 +100,10 @@ def tolerance_for(programs: Programs, inputs: list[tuple[np.ndarray, ...]], expe
 def _cases(prepared) -> tuple[list[tuple[np.ndarray, ...]], list[list[np.ndarray]]]:
     """The first BUNDLED_CASES held-out samples at batch 1, with the eager model's outputs (computed once per
     run, for parity)."""
-    from deploytool.api import _batch_of_one, _eager_outputs, _held_out
+    from deploytool.api import _batch_of_one
 
-    inputs = [_batch_of_one(sample, prepared.inputs) for _, sample in _held_out(prepared)[:BUNDLED_CASES]]
-    return inputs, _eager_outputs(prepared)[:len(inputs)]
+    inputs = [_batch_of_one(sample, prepared.inputs) for _, sample in prepared.held_out()[:BUNDLED_CASES]]
+    return inputs, prepared.eager_outputs()[:len(inputs)]
 
 
 def _outputs(module, case: tuple[np.ndarray, ...]) -> list[np.ndarray]:

@@ -97,10 +97,10 @@ def script_module(prepared) -> Scripted:
 def _trace(prepared) -> Scripted:
     import torch
 
-    from deploytool.api import _held_out, _to_torch
+    from deploytool.api import _to_torch
 
     checks = []
-    for _, sample in _held_out(prepared):
+    for _, sample in prepared.held_out():
         checks.append(_to_torch(sample, prepared.inputs))
         if len(checks) == CHECK_SAMPLES:
             break

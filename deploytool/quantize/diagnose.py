@@ -83,7 +83,7 @@ class Session:
         self.prepared, self.captured, self.recipe = prepared, captured, recipe
         self.batch = prepared.config.data.batch_size if captured.dynamic_batch else 1
         self.held_out = [arrays for _, arrays in prepared.split.held_out.batches(self.batch)]
-        self.labels = [ref.label for ref, _ in prepared.split.held_out.samples()]
+        self.labels = [ref.label for ref, _ in prepared.held_out()]  # decoded once per run
         self.eager = self._run(prepared.loaded.module)
         self.eager_accuracy = accuracy(self.eager, self.labels)
         self._evaluations: dict[tuple[str, ...], Evaluation] = {}
