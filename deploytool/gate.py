@@ -24,6 +24,11 @@ log = logging.getLogger("deploytool")
 DEFAULT_PRECISION = Precision.INT8  # a gate checks what ships; precision = "fp32" in the config for float models
 
 
+def precision_of(config: ProjectConfig) -> Precision:
+    """The precision a model is gated at: its config's, else DEFAULT_PRECISION."""
+    return config.precision or DEFAULT_PRECISION
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One check of one model x target: a JUnit test case."""
@@ -182,7 +187,7 @@ def planned_cases(config: ProjectConfig) -> list[tuple[str, str]]:
     """
     from deploytool.api import plan_formats
 
-    precision = (config.precision or DEFAULT_PRECISION).value
+    precision = precision_of(config).value
     return [(t, f"{model_name(config)}-{t}-{precision}") for t in plan_formats(config.targets, None)]
 
 
@@ -252,7 +257,7 @@ def check_model(config: ProjectConfig, *, targets: tuple[str, ...] | None, expor
         return [CaseResult(name, t, reports[0].precision, [r for r in reports if r.target == t])
                 for t in dict.fromkeys(r.target for r in reports)]
     plan = api.plan_formats(targets or config.targets, None)
-    precision = config.precision or DEFAULT_PRECISION
+    precision = precision_of(config)
     prepared = api.prepare(config)
     inputs_hash = prepared.inputs_hash(precision)
     stale = tuple(t for t, formats in plan.items() if not _is_current(config.output_dir / t, inputs_hash, formats))

@@ -140,10 +140,10 @@ def check_models_on(executor, configs: list, *, targets: tuple[str, ...] | None,
     """
     from deploytool.api import plan_formats
     from deploytool.executor import ProgressLine
-    from deploytool.gate import DEFAULT_PRECISION, CaseResult, model_name
+    from deploytool.gate import CaseResult, model_name, precision_of
 
     specs = [JobSpec("gate", model_name(config), target=",".join(targets or config.targets),
-                     recipe=(config.precision or DEFAULT_PRECISION).value, output=str(config.output_dir),
+                     recipe=precision_of(config).value, output=str(config.output_dir),
                      config=config.to_dict(), base_dir=str(config.base_dir.resolve()),
                      params={"targets": list(targets or ()), "export": export}) for config in configs]
     per_model = []

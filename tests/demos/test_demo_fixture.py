@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
 
 import make_fixture  # this folder is on sys.path under pytest's default (prepend) import mode
 
-HERE = pathlib.Path(__file__).parent
-FIXTURE = HERE / "fixture.json"
+FIXTURE = make_fixture.FIXTURE
 
 
 

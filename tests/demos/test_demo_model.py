@@ -16,7 +16,6 @@ import pytest
 import make_fixture  # this folder is on sys.path under pytest's default (prepend) import mode
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-HERE = pathlib.Path(__file__).parent
 LOGITS_ATOL = 1e-4  # fp32 XNNPACK across machines: same program, summation order may differ slightly
 
 
@@ -45,7 +44,7 @@ def test_into_copies_the_model_and_manifest(android_demo):
 
 @pytest.mark.slow
 def test_fixture_logits_come_from_the_digits_pte(android_demo):
-    fixture = json.loads((HERE / "fixture.json").read_text())
+    fixture = json.loads(make_fixture.FIXTURE.read_text())
     assets = android_demo / "app" / "src" / "main" / "assets"
     manifest = json.loads((assets / "manifest.json").read_text())
     assert fixture["manifest"]["model"] == manifest["model"] == "zoo:digits"
