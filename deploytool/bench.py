@@ -33,6 +33,8 @@ EAGER = "eager"  # the reference row's format name: the model itself, in torch e
 EAGER_BENCH = "deploytool.bench:bench_eager"
 SUFFIX_FORMATS = {".pte": "pte", ".bpte": "bpte", ".onnx": "onnx", ".pt": "torchscript", ".ptl": "ptl",
                   ".pt2": "aoti"}
+NOISY_SPREAD = 0.5  # a p10-p90 band wider than half the median: the runs disagree, no one figure stands for them
+BUSY_MARGIN = 0.5  # load average above cores + this: other processes held cores the run's threads needed
 
 
 @dataclass
@@ -54,6 +56,8 @@ class BenchRow:
     load_s: float | None = None
     peak_rss_mb: float | None = None  # of the whole child process, loading included
     thread_setting: str = ""  # how the runtime's thread count was set, and what it reports back
+    load_avg: float | None = None  # 1-minute load average around the timed runs (the highest seen)
+    cores: int | None = None  # cores this process may run on
     error: str | None = None
     also: list[str] = field(default_factory=list)  # byte-identical copies benched once (ios/model.pte)
 
@@ -61,8 +65,45 @@ class BenchRow:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def warning(self) -> str | None:
+        """Why this row's figures are unreliable, or None (see `reliability`)."""
+        if not self.ok or self.median_ms is None:
+            return None
+        return reliability(p10_ms=self.p10_ms, median_ms=self.median_ms, p90_ms=self.p90_ms,
+                           load_avg=self.load_avg, cores=self.cores, threads=self.threads)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "warning": self.warning}
+
+
+def reliability(*, p10_ms: float, median_ms: float, p90_ms: float, load_avg: float | None, cores: int | None,
+                threads: int) -> str | None:
+    """Why timings are not to be trusted: the runs spread widely, or the machine was busy. None when neither.
+
+    The load average counts this benchmark's own threads too (the runs come back to back), so only a load
+    above the core count says that other processes competed for the cores.
+
+    >>> reliability(p10_ms=24.0, median_ms=25.0, p90_ms=26.0, load_avg=0.8, cores=2, threads=1) is None
+    True
+    >>> reliability(p10_ms=280.0, median_ms=289.0, p90_ms=310.0, load_avg=3.9, cores=2, threads=2)
+    'busy machine: load average 3.9 on 2 cores'
+    """
+    reasons = []
+    if median_ms > 0 and (p90_ms - p10_ms) / median_ms > NOISY_SPREAD:
+        reasons.append(f"noisy: p10-p90 spans {p10_ms:.3g}-{p90_ms:.3g} ms around a median of {median_ms:.3g} ms")
+    if load_avg is not None and cores and load_avg > cores + BUSY_MARGIN:
+        reasons.append(f"busy machine: load average {load_avg:.1f} on {cores} cores")
+    return "; ".join(reasons) or None
+
+
+def machine_load() -> tuple[float | None, int]:
+    """(1-minute load average, usable cores); the load is None where the OS does not report one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        return os.getloadavg()[0], cores
+    except OSError:
+        return None, cores
 
 
 def measure(call: Callable[[], Any], *, runs: int, warmup: int, load_s: float, thread_setting: str) -> dict:
@@ -75,6 +116,7 @@ def measure(call: Callable[[], Any], *, runs: int, warmup: int, load_s: float, t
     first = time.perf_counter() - started
     for _ in range(max(warmup - 1, 0)):
         call()
+    load_before, cores = machine_load()
     before = resource.getrusage(resource.RUSAGE_SELF)
     times = []
     for _ in range(runs):
@@ -82,11 +124,13 @@ def measure(call: Callable[[], Any], *, runs: int, warmup: int, load_s: float, t
         call()
         times.append(time.perf_counter() - started)
     after = resource.getrusage(resource.RUSAGE_SELF)
+    loads = [load for load in (load_before, machine_load()[0]) if load is not None]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     deciles = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
     return {"runs": runs, "median_ms": 1e3 * statistics.median(times), "p10_ms": 1e3 * deciles[0],
             "p90_ms": 1e3 * deciles[-1], "first_ms": 1e3 * first, "cpu_ms": 1e3 * cpu / max(runs, 1),
-            "load_s": load_s, "thread_setting": thread_setting}
+            "load_s": load_s, "thread_setting": thread_setting, "load_avg": max(loads) if loads else None,
+            "cores": cores}
 
 
 def set_torch_threads(threads: int) -> str:
@@ -282,10 +326,13 @@ def table(rows: list[BenchRow]) -> str:
     eager_size = next((r.size_bytes for r in rows if r.format == EAGER and r.size_bytes), 0)
     header = ("threads", "artifact", "precision", "median ms", "p10", "p90", "x eager", "cpu ms", "load s",
               "peak RSS MB", "size MB", "x eager size")
-    cells = [header] + [_cells(r, eager.get(r.threads), eager_size) for r in rows if r.ok]
+    measured = [r for r in rows if r.ok]
+    cells = [header] + [_cells(r, eager.get(r.threads), eager_size) for r in measured]
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    # Why a row's figures are unreliable goes at the end of that row, next to the figures it is about.
+    notes = [""] + [f"  ! unreliable: {r.warning}" if r.warning else "" for r in measured]
     lines = ["  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths))).rstrip()
-             for line in cells]
+             + note for line, note in zip(cells, notes)]
     lines += [f"{r.threads:<{widths[0]}}  {r.name}  FAILED: {r.error}" for r in rows if not r.ok]
     settings = sorted({f"  {r.format}: {r.runtime}: {r.thread_setting}" for r in rows if r.ok})
     return "\n".join(lines + ["", "threads, as set in each runtime:", *settings])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_runner import Cli
-from deploytool.bench import measure
+from deploytool.bench import BenchRow, measure, reliability, table
 
 RUNS = "3"  # enough for median/p10/p90 to exist; the numbers themselves are not asserted (no timed tests)
 
@@ -80,6 +80,48 @@ def test_measure_orders_percentiles_and_counts_runs():
     assert len(calls) == 3 + 9  # the first call (timed on its own) counts as the first warm-up call
     assert result["runs"] == 9 and result["load_s"] == 0.5
     assert 0 < result["p10_ms"] <= result["median_ms"] <= result["p90_ms"]
+
+
+def _timed(p10: float, median: float, p90: float, *, load: float | None = 0.3, cores: int = 2, threads: int = 1):
+    return reliability(p10_ms=p10, median_ms=median, p90_ms=p90, load_avg=load, cores=cores, threads=threads)
+
+
+def test_steady_timings_on_a_quiet_machine_are_not_flagged():
+    assert _timed(24.0, 25.0, 27.0) is None
+    assert _timed(24.0, 25.0, 27.0, load=2.0, cores=2, threads=2) is None  # the benchmark's own two threads
+    assert _timed(1.0, 1.1, 1.2, load=None) is None  # no load average on this OS: judge the spread alone
+    assert _timed(24.0, 25.0, 27.0, load=9.0, cores=16, threads=4) is None  # busy, but cores to spare
+
+
+def test_spread_timings_are_flagged_as_noisy():
+    warning = _timed(25.0, 40.0, 289.0)  # the band is 6.6x the median: no single figure stands for the runs
+    assert warning.startswith("noisy") and "25-289 ms" in warning
+    assert _timed(20.0, 25.0, 33.0) is not None  # p10-p90 over half the median
+    assert _timed(20.0, 25.0, 32.0) is None
+
+
+def test_a_loaded_machine_is_named_with_its_load_and_cores():
+    warning = _timed(280.0, 289.0, 300.0, load=3.9, cores=2, threads=2)
+    assert warning == "busy machine: load average 3.9 on 2 cores"
+    both = _timed(25.0, 40.0, 289.0, load=3.9, cores=2)
+    assert "noisy" in both and "busy machine" in both
+
+
+def test_table_puts_the_warning_on_the_unreliable_row_only():
+    def row(name: str, median: float, load: float) -> BenchRow:
+        return BenchRow(name, "eager" if name == "eager" else "onnx", "fp32", "rt", 2, 1000, runs=5,
+                        median_ms=median, p10_ms=median * 0.95, p90_ms=median * 1.05, first_ms=median, cpu_ms=median,
+                        load_s=0.1, peak_rss_mb=100.0, load_avg=load, cores=2)
+
+    lines = table([row("eager", 25.0, 0.5), row("server/model.onnx", 289.0, 4.2)]).splitlines()
+    assert "unreliable" not in lines[1]
+    assert lines[2].startswith("2") and lines[2].endswith("! unreliable: busy machine: load average 4.2 on 2 cores")
+    assert row("x", 1.0, 4.2).to_dict()["warning"] == "busy machine: load average 4.2 on 2 cores"
+
+
+def test_measure_records_the_machine_load():
+    result = measure(lambda: None, runs=3, warmup=1, load_s=0.0, thread_setting="x")
+    assert result["cores"] >= 1 and (result["load_avg"] is None or result["load_avg"] >= 0)
 
 
 @pytest.mark.slow
