@@ -159,21 +159,47 @@ def _imagenet_categories(models, name: str) -> tuple[str, ...]:
 
 
 def _import_file(path: Path):
+    """Import a user's file as `python file.py` would see it: registered in sys.modules (dataclasses and strict
+    torch.export look classes up there) and with its folder on sys.path for the whole run (build() and
+    forward() may import neighbours late)."""
     path = path.resolve()
     if not path.is_file():
         raise ModelLoadError(f"Model file {path} does not exist.", hint="Check the path before ':factory'.")
-    module_name = f"deploytool_user_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    module_name = _module_name(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # lets the file import its neighbours
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # where `python file.py` puts it
+    previous = sys.modules.get(module_name)
+    sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # user code may raise anything while importing
+        if previous is None:
+            sys.modules.pop(module_name, None)
+        else:
+            sys.modules[module_name] = previous
         raise ModelLoadError(f"Importing {path} failed: {type(exc).__name__}: {exc}",
-                             hint="Run `python <file>` to see the full error; add -v for the traceback.") from exc
-    finally:
-        sys.path.remove(str(path.parent))
+                             hint=f"Run `python {path}` to see the full error; add -v for the traceback.") from exc
     return module
+
+
+def _module_name(path: Path) -> str:
+    """The file's stem (`model` for model.py), as a neighbour's `import model` names it; a hashed name when the
+    stem already names another module (an installed package, or another folder's model.py in this process)."""
+    stem = path.stem
+    taken = sys.modules.get(stem)
+    if taken is not None:
+        own = getattr(taken, "__file__", None) and Path(taken.__file__).resolve() == path
+    else:
+        try:
+            found = importlib.util.find_spec(stem)
+        except (ImportError, ValueError):  # a stem like "a.b" or a broken package of that name
+            found = None
+        own = found is None or (found.origin is not None and Path(found.origin).resolve() == path)
+    if own and stem.isidentifier():
+        return stem
+    return f"deploytool_user_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}_{stem}"
 
 
 def _import_module(name: str):

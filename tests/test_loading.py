@@ -1,4 +1,5 @@
 """Loading: every spec kind, checkpoints by name, safe defaults."""
+import inspect
 import sys
 import textwrap
 
@@ -119,3 +120,133 @@ def test_fingerprint_changes_with_weights():
         first.module.classifier.bias[0] += 1
     assert first.fingerprint() != before
     assert load("zoo:digits").fingerprint() == before
+
+
+# A model file as users write it: a dataclass config under postponed annotations, classes and a helper defined
+# in the file, and a neighbour module imported only when build() runs.
+USER_MODEL = '''
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+SCALE = 0.5
+
+
+@dataclass
+class NetConfig:
+    width: int = 8
+    classes: int = 3
+
+
+def squash(x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(x) * SCALE
+
+
+class Net(nn.Module):
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        import user_layers
+
+        self.body = user_layers.block(config.width)
+        self.head = nn.Linear(config.width, config.classes)
+
+    def forward(self, x):
+        return self.head(squash(self.body(x)))
+
+
+def build():
+    torch.manual_seed(0)
+    return Net(NetConfig()), torch.zeros(1, 8)
+'''
+USER_LAYERS = "from torch import nn\n\n\ndef block(width):\n    return nn.Sequential(nn.Linear(width, width), nn.ReLU())\n"
+
+
+@pytest.fixture
+def user_project(tmp_path):
+    """tmp_path/project with model.py and its neighbour user_layers.py; forgets the modules they import after."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "model.py").write_text(USER_MODEL)
+    (folder / "user_layers.py").write_text(USER_LAYERS)
+    yield folder
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def test_user_model_file_loads_and_captures_strict(user_project):
+    from deploytool.capture import capture
+
+    loaded = load("model.py:build", base_dir=user_project)
+    assert type(loaded.module).__name__ == "Net" and loaded.inputs[0].shape == (1, 8)
+    assert capture(loaded.module, (torch.zeros(1, 8),)).method == "strict"
+    # Named relatively or absolutely, loaded again: one model, one fingerprint (the quantize cache key).
+    again = load(f"{user_project / 'model.py'}:build", base_dir=user_project.parent)
+    assert again.fingerprint() == loaded.fingerprint()
+
+
+def test_two_model_files_of_one_name_stay_two_modules(user_project, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.py").write_text("from torch import nn\n\n\nclass Other(nn.Module):\n    def forward(self, x):\n"
+                                    "        return x + 1\n\n\ndef build():\n    return Other()\n")
+    first = load("model.py:build", base_dir=user_project).module
+    second = load("model.py:build", base_dir=other).module
+    from deploytool.capture import capture
+
+    for module in (first, second):
+        assert sys.modules[type(module).__module__].__file__ == inspect.getfile(type(module))
+        assert capture(module, (torch.zeros(1, 8),)).method == "strict"
+
+
+README_MODEL = '''
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class DigitConfig:
+    channels: int = 4
+    classes: int = 10
+
+
+class DigitNet(nn.Module):
+    def __init__(self, config: DigitConfig):
+        super().__init__()
+        self.conv = nn.Conv2d(1, config.channels, 3)
+        self.head = nn.Linear(config.channels * 6 * 6, config.classes)
+
+    def forward(self, x):
+        return self.head(features(self.conv(x)))
+
+
+def features(x: torch.Tensor) -> torch.Tensor:  # a module-level helper: strict export resolves it by module name
+    return torch.flatten(torch.relu(x), 1)
+
+
+def build():
+    torch.manual_seed(0)
+    return DigitNet(DigitConfig()), torch.zeros(1, 1, 8, 8)
+'''
+
+
+def test_readme_flow_on_a_user_model_file_captures_strict(cli, digit_images):
+    """README, 'Using it on your model': quantize --model model.py:build --calib DIR, then export."""
+    import json
+
+    (cli.folder / "model.py").write_text(README_MODEL)
+    quantized = cli("quantize", "--model", "model.py:build", "--calib", str(digit_images), "--calib-limit", "64")
+    assert "captured strict" in quantized.stdout
+    record = json.loads((cli.folder / "build/deploytool/quantized/quantize.json").read_text())
+    assert record["capture_method"] == "strict"
+    exported = cli("export", "--target", "android")
+    assert "reusing the quantized program" in exported.stderr  # the replayed absolute spec: the same cache key
+    report = json.loads((cli.folder / "build/deploytool/android/report.json").read_text())
+    assert report["capture"] == {"method": "strict"}
