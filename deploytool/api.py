@@ -147,27 +147,31 @@ class QuantizeResult:
 
 
 def prepare(config: ProjectConfig) -> Prepared:
-    """Load the model and open its data; check that samples and model fit together."""
-    from deploytool.data.sources import open_dataset
+    """Load the model and open its data; check that samples and model fit together.
+
+    The checks that need no model run first: building it can take minutes, a typo in --calib should not."""
+    from deploytool.data.sources import RANDOM, check_calibration, open_dataset
     from deploytool.loading import load
 
     if not config.model:
         raise UsageError("No model given.", hint="Pass --model (zoo:NAME, torchvision:NAME, file.py:factory, "
                                                  "pkg.module:factory or a .pt2), or set `model` in deploytool.toml.")
+    calib = config.data.calib
+    if calib is None and not config.model.startswith("zoo:"):  # only a zoo entry brings its own data
+        raise DataError("No calibration data given.",
+                        hint="Pass --calib DIR with real samples (images, .npy/.npz/.pt), or set data.calib. "
+                             "`--calib random` works too, but then nothing is verified.")
+    if calib not in (None, RANDOM):
+        check_calibration(calib, base_dir=config.base_dir)
     started = time.perf_counter()
     loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
                   trust_checkpoint=config.trust_checkpoint)
     inputs = config.inputs or loaded.inputs
     preprocess = config.preprocess or loaded.preprocess or default_preprocess(inputs)
     input_names = tuple(i.name for i in inputs) or loaded.input_names
-    calib = config.data.calib
-    if calib is None and loaded.zoo_entry is not None:
+    if calib is None:
         calib = str(loaded.zoo_entry.write_data(config.output_dir / "data" / loaded.zoo_entry.name))
         log.info("calibration data: %s", loaded.zoo_entry.data_note)
-    if calib is None:
-        raise DataError("No calibration data given.",
-                        hint="Pass --calib DIR with real samples (images, .npy/.npz/.pt), or set data.calib. "
-                             "`--calib random` works too, but then nothing is verified.")
     dataset = open_dataset(calib, base_dir=config.base_dir, preprocess=preprocess, input_names=input_names,
                            inputs=inputs)
     parts = split(dataset, holdout=config.data.holdout, holdout_min=config.data.holdout_min,

@@ -20,6 +20,26 @@ def open_dataset(spec: str, *, base_dir: Path, preprocess: Preprocess, input_nam
     """`spec` is a folder of images or array files, an array file, or the literal 'random'."""
     if spec == RANDOM:
         return random_dataset(inputs)
+    path = check_calibration(spec, base_dir=base_dir)
+    if path.is_file():
+        dataset = array_files([path], input_names, f"{path}")
+    elif list_images(path):
+        dataset = image_folder(path, preprocess)
+    else:
+        files = sorted(p for p in path.rglob("*") if p.suffix in ARRAY_SUFFIXES and p.is_file())
+        dataset = array_files(files, input_names, f"array folder {path}")
+    if not len(dataset):
+        raise _no_samples(path)
+    return dataset
+
+
+def check_calibration(spec: str, *, base_dir: Path) -> Path:
+    """What `--calib` must pass before the model is built (which can take minutes): the path exists, its type
+    is supported, and it holds a sample file that opens. Returns the resolved path; decoding comes later.
+
+    >>> check_calibration("photos", base_dir=Path("."))
+    PosixPath('/home/me/project/photos')
+    """
     path = (base_dir / spec).resolve()
     if not path.exists():
         raise DataError(f"Calibration data {path} does not exist.",
@@ -31,16 +51,25 @@ def open_dataset(spec: str, *, base_dir: Path, preprocess: Preprocess, input_nam
         if path.suffix not in ARRAY_SUFFIXES:
             raise DataError(f"{path}: unsupported data file type '{path.suffix}'.",
                             hint="Use a folder of jpg/png/webp/bmp images, or .npy, .npz or .pt files.")
-        dataset = array_files([path], input_names, f"{path}")
-    elif list_images(path):
-        dataset = image_folder(path, preprocess)
-    else:
-        files = sorted(p for p in path.rglob("*") if p.suffix in ARRAY_SUFFIXES and p.is_file())
-        dataset = array_files(files, input_names, f"array folder {path}")
-    if not len(dataset):
-        raise DataError(f"Calibration folder {path} holds no images (jpg, png, webp, bmp) or arrays (.npy, .npz, "
-                        ".pt).", hint="Point --calib at the folder that holds your real samples.")
-    return dataset
+    candidates = [path] if path.is_file() else (p for p in sorted(path.rglob("*")) if _is_sample_file(p))
+    first_error = None
+    for candidate in candidates:
+        try:
+            with candidate.open("rb"):
+                return path
+        except OSError as exc:
+            first_error = first_error or DataError(f"{candidate}: not a readable {candidate.suffix} file "
+                                                   f"({exc.strerror}).", hint="Check the files' permissions.")
+    raise first_error or _no_samples(path)
+
+
+def _is_sample_file(path: Path) -> bool:
+    return (path.suffix.lower() in IMAGE_SUFFIXES or path.suffix in ARRAY_SUFFIXES) and path.is_file()
+
+
+def _no_samples(path: Path) -> DataError:
+    return DataError(f"Calibration folder {path} holds no images (jpg, png, webp, bmp) or arrays (.npy, .npz, .pt).",
+                     hint="Point --calib at the folder that holds your real samples.")
 
 
 def random_dataset(inputs: tuple[InputSpec, ...]) -> Dataset:

@@ -186,3 +186,41 @@ def test_decompression_bomb_is_skipped_not_a_crash(tmp_path):
     (tmp_path / "bomb.png").write_bytes(bytes(data))
     with pytest.raises(SampleSkipped, match="DecompressionBomb"):
         load_image(tmp_path / "bomb.png", Preprocess())
+
+
+MARKED_FACTORY = '''
+from pathlib import Path
+
+from torch import nn
+
+
+def build():
+    Path(__file__).with_name("factory-ran").touch()  # stands in for minutes of building or training
+    return nn.Linear(4, 3).eval()
+'''
+
+
+@pytest.mark.parametrize("make_calib, fragments", [
+    pytest.param(lambda d: "no-such-folder", ("no-such-folder does not exist",), id="missing-folder"),
+    pytest.param(lambda d: _image_folder(d / "imgs", {}), ("holds no images",), id="empty-folder"),
+    pytest.param(lambda d: _image_folder(d / "notes", {"readme.txt": b"not a sample"}), ("holds no images",),
+                 id="folder-without-samples"),
+    pytest.param(lambda d: _file(d, "calib.csv", b"1,2,3,4\n"), ("unsupported data file type",), id="csv-file"),
+])
+def test_bad_calibration_data_fails_before_the_factory_runs(fault, project, make_calib, fragments):
+    from deploytool import api
+
+    (project / "marked.py").write_text(MARKED_FACTORY)
+    calib = make_calib(project)
+    fault("quantize", "--model", "marked.py:build", "--calib", calib, error=DataError, exit_code=2,
+          fragments=fragments)
+    assert not (project / "factory-ran").exists(), "the model was built before its data was checked"
+    api.prepare(api.load_config(project, overrides={"model": "marked.py:build", "data.calib": "calib.npy"}))
+    assert (project / "factory-ran").exists()
+
+
+def test_no_calibration_data_fails_before_the_factory_runs(fault, project):
+    (project / "marked.py").write_text(MARKED_FACTORY)
+    fault("quantize", "--model", "marked.py:build", error=DataError, exit_code=2,
+          fragments=("No calibration data given.",))
+    assert not (project / "factory-ran").exists()
