@@ -3,7 +3,8 @@
 `quantize`, `export` and `check` hold it while they read and write the folder, so two runs (two CI jobs,
 two terminals) never interleave their writes. A second run waits, saying who it waits for, up to
 `DEPLOYTOOL_LOCK_TIMEOUT` seconds, then fails with `OutputBusy`. The kernel drops the lock when its
-process exits, even on SIGKILL, so a crashed run never leaves a stale lock behind.
+process exits, even on SIGKILL, so a crashed run never leaves a stale lock behind. A run that created the
+folder and wrote nothing into it (a usage error) removes the lock file and the folders it created.
 
     >>> with output_lock(Path("build/deploytool")):
     ...     write_artifacts()
@@ -56,13 +57,9 @@ def output_lock(folder: Path, *, timeout_s: float | None = None) -> Iterator[Non
     except ImportError:  # Windows: no flock; runs on one folder are not serialised there
         yield
         return
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    handle = _open_locked(fcntl, folder, _timeout(timeout_s))
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise OutputError.cannot_write(folder, exc) from None
-    try:
-        _acquire(fcntl, handle, folder, _timeout(timeout_s))
         os.ftruncate(handle, 0)
         os.write(handle, f"{os.getpid()}\n".encode())  # names the holder in a waiting run's message
         held.add(folder)
@@ -70,8 +67,47 @@ def output_lock(folder: Path, *, timeout_s: float | None = None) -> Iterator[Non
             yield
         finally:
             held.discard(folder)
+            _remove_if_unused(folder, created)
     finally:
         os.close(handle)  # closing the descriptor releases the lock
+
+
+def _open_locked(fcntl, folder: Path, timeout_s: float) -> int:
+    """Open and lock <folder>/.lock; again when the run we waited for removed that file (_remove_if_unused)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputError.cannot_write(folder, exc) from None
+        try:
+            _acquire(fcntl, handle, folder, max(0.0, deadline - time.monotonic()))
+            if _is_file_at(handle, folder / LOCK_FILE):
+                return handle
+        except BaseException:
+            os.close(handle)
+            raise
+        os.close(handle)
+
+
+def _is_file_at(handle: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _remove_if_unused(folder: Path, created: list[Path]) -> None:
+    """Remove the lock file and the folders this run created, when the run wrote nothing into them."""
+    try:
+        if not created or os.listdir(folder) != [LOCK_FILE]:
+            return
+        (folder / LOCK_FILE).unlink()
+        for path in created:
+            path.rmdir()
+    except OSError:  # a folder is not empty, or already gone: what lives there now is not ours to remove
+        return
 
 
 def holds_output_lock(function: F) -> F:

@@ -7,7 +7,7 @@ import click
 
 from deploytool.cli.options import build_config, command_with_examples, print_json, project_options, split_list
 from deploytool.config import Precision, ScriptCapture
-from deploytool.errors import ParityFailed
+from deploytool.errors import ParityFailed, UsageError
 
 
 @command_with_examples("""  deploytool export --target android
@@ -45,6 +45,10 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
 
     targets = split_list(target)
     config = build_config(flags, torchscript_capture=capture)
+    if not config.model:  # nothing recorded: quantize never ran into this output folder
+        raise UsageError(f"No model given, and no `deploytool quantize` ran into {config.output_dir}.",
+                         hint="Run `deploytool quantize --model model.py:build --calib DATA/` first (export then "
+                              "reuses its model, data and int8 program), or pass --model to export fp32.")
     plan = api.plan_formats(targets or config.targets, split_list(formats))  # typos fail before any heavy work
     if into is not None:
         demo_target = _demo_target(plan, into)
@@ -60,7 +64,6 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
 def _demo_target(plan: dict[str, tuple[str, ...]], into: Path) -> str:
     """The one target whose demo app `into` must be; checked before any heavy work."""
     from deploytool.demo_apps import demo_app
-    from deploytool.errors import UsageError
 
     if len(plan) != 1:
         raise UsageError(f"--into copies one target's model, but {len(plan)} targets are exported "

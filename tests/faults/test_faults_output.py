@@ -118,3 +118,42 @@ def test_lock_timeout_must_be_a_number(fault, project, monkeypatch):
 
     fault("quantize", "--model", "model.py:build", "--calib", "calib.npy", error=ConfigError, exit_code=2,
           fragments=("DEPLOYTOOL_LOCK_TIMEOUT='soon': must be a number of seconds",))
+
+
+def test_export_in_an_empty_folder_says_quantize_first_and_writes_nothing(fault, tmp_path):
+    from deploytool.errors import UsageError
+
+    fault("export", "--target", "android", error=UsageError, exit_code=2,
+          fragments=("No model given", "hint: Run `deploytool quantize --model"))
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_run_that_waited_on_a_removed_lock_file_locks_the_one_at_the_path(tmp_path):
+    """The first run created the folder, wrote nothing and removed it with its lock file; the waiting run must
+    hold a lock on the file now at <folder>/.lock, or a third run could lock that one alongside it."""
+    import fcntl
+    import threading
+
+    from deploytool.lock import output_lock
+
+    folder = tmp_path / "fresh" / "out"
+    holding, release = threading.Event(), threading.Event()
+
+    def first_run():
+        with output_lock(folder, timeout_s=30):
+            holding.set()
+            release.wait(30)
+
+    first = threading.Thread(target=first_run)
+    first.start()
+    assert holding.wait(30)
+    threading.Timer(0.5, release.set).start()  # while the second run below waits
+    with output_lock(folder, timeout_s=30):
+        first.join(30)
+        assert not first.is_alive()
+        probe = os.open(folder / ".lock", os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
