@@ -241,28 +241,29 @@ def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def load_config(start: Path | None = None, *, file: Path | None = None,
-                overrides: dict[str, Any] | None = None,
+                overrides: dict[str, Any] | None = None, override_names: dict[str, str] | None = None,
                 fallback: dict[str, Any] | None = None) -> ProjectConfig:
     """Build the config: defaults < `fallback` (a recorded earlier run) < config file < `overrides` (flags).
+
+    An invalid value is reported as coming from where it was set: the file, or the override, named by
+    `override_names` (config key -> flag, e.g. {"data.holdout": "--holdout"}).
 
     >>> cfg = load_config(Path("."), overrides={"model": "zoo:digits"})
     """
     start = (start or Path.cwd()).resolve()
     found = (file.resolve(), _read_any(file)) if file else find_config(start)
-    table: dict[str, Any] = {}
+    layers = [(RECORDED_RUN, fallback)] if fallback else []
     source, base_dir = "defaults", start
-    if fallback:
-        table = _merge(table, fallback)
     if found:
         path, file_table = found
-        table = _merge(table, file_table)
+        layers.append((str(path), file_table))
         source, base_dir = str(path), path.parent
-    _apply_overrides(table, overrides)
-    return parse_config(table, source=source, base_dir=base_dir)
+    layers += _override_layers(overrides, override_names)
+    return _parse_layers(layers, source=source, base_dir=base_dir)
 
 
-def load_projects(start: Path | None = None, *, file: Path | None = None,
-                  overrides: dict[str, Any] | None = None) -> list[ProjectConfig]:
+def load_projects(start: Path | None = None, *, file: Path | None = None, overrides: dict[str, Any] | None = None,
+                  override_names: dict[str, str] | None = None) -> list[ProjectConfig]:
     """Every model the config declares: one per [[models]] entry, else the single top-level model.
 
     Top-level keys are defaults for every entry; an entry's own keys win (tables merge key by key), flags win
@@ -274,7 +275,7 @@ def load_projects(start: Path | None = None, *, file: Path | None = None,
     start = (start or Path.cwd()).resolve()
     found = (file.resolve(), _read_any(file)) if file else find_config(start)
     if not found or MODELS_KEY not in found[1]:
-        return [load_config(start, file=file, overrides=overrides)]
+        return [load_config(start, file=file, overrides=overrides, override_names=override_names)]
     path, table = found
     entries = table[MODELS_KEY]
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
@@ -289,18 +290,46 @@ def load_projects(start: Path | None = None, *, file: Path | None = None,
                               f"'-', '_' or '.', got {name!r}.", hint='e.g. name = "mobilenet"')
         if any(p.name == name for p in projects):
             raise ConfigError(f"{path}: two [[models]] entries are named '{name}'.", hint="Give each model its own name.")
-        merged = _merge(defaults, entry)
-        _apply_overrides(merged, overrides)
-        config = parse_config(merged, source=f"{path} [[models]] '{name}'", base_dir=path.parent)
+        source = f"{path} [[models]] '{name}'"
+        layers = [(source, _merge(defaults, entry)), *_override_layers(overrides, override_names)]
+        config = _parse_layers(layers, source=source, base_dir=path.parent)
         projects.append(dataclasses.replace(config, output=f"{config.output}/{name}"))
     return projects
 
 
-def _apply_overrides(table: dict[str, Any], overrides: dict[str, Any] | None) -> None:
+RECORDED_RUN = "the last `deploytool quantize` run recorded in the output folder"
+
+
+def _override_layers(overrides: dict[str, Any] | None,
+                     names: dict[str, str] | None) -> list[tuple[str, dict[str, Any]]]:
+    """One (name, table) layer per given override; the name is its flag, as messages show it."""
+    layers = []
     for dotted, value in (overrides or {}).items():
         if value is None or value == ():
             continue
+        table: dict[str, Any] = {}
         _set_dotted(table, dotted, value)
+        layers.append(((names or {}).get(dotted, "overrides"), table))
+    return layers
+
+
+def _parse_layers(layers: list[tuple[str, dict[str, Any]]], *, source: str, base_dir: Path) -> ProjectConfig:
+    """Merge the layers, lowest first, and parse. When the result is invalid, the error names the first layer
+    that made it so: `--holdout: data.holdout = 1.5: ...`, or the config file, as that layer alone reports it."""
+    table: dict[str, Any] = {}
+    for _, layer in layers:
+        table = _merge(table, layer)
+    try:
+        return parse_config(table, source=source, base_dir=base_dir)
+    except ConfigError as error:
+        table = {}
+        for name, layer in layers:
+            table = _merge(table, layer)
+            try:
+                parse_config(table, source=name, base_dir=base_dir)
+            except ConfigError as own:
+                raise own from None
+        raise error from None
 
 
 def parse_config(table: dict[str, Any], *, source: str = "<config>", base_dir: Path = Path(".")) -> ProjectConfig:

@@ -76,3 +76,24 @@ def test_bad_config_names_file_and_field(tmp_path, text, fragment):
 def test_round_trip_through_to_dict():
     config = parse_config({"model": "zoo:digits", "targets": ["ios"], "data": {"holdout": 0.3}})
     assert parse_config(config.to_dict()) == config
+
+
+FLAGS = {"data.holdout": "--holdout", "data.calib_limit": "--calib-limit"}
+
+
+def test_a_bad_flag_value_is_reported_as_that_flags(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path, overrides={"data.holdout": 1.5}, override_names=FLAGS)
+    assert error.value.message.startswith("--holdout: data.holdout = 1.5: must be between 0 and 1")
+
+
+def test_a_bad_file_value_is_reported_as_the_files_even_with_flags(tmp_path):
+    path = write(tmp_path / "deploytool.toml", "[data]\nholdout = 1.5\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path, overrides={"data.calib_limit": 0}, override_names=FLAGS)
+    assert error.value.message.startswith(f"{path}: data.holdout = 1.5")
+    # A flag that replaces the bad value fixes the run; another bad flag is then the one reported.
+    assert load_config(tmp_path, overrides={"data.holdout": 0.5}).data.holdout == 0.5
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path, overrides={"data.holdout": 0.5, "data.calib_limit": 0}, override_names=FLAGS)
+    assert error.value.message.startswith("--calib-limit: data.calib_limit = 0: must be at least 1")

@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from deploytool.cli.export import show_reports
-from deploytool.cli.options import (build_config, command_with_examples, config_overrides, executor_options,
-                                    make_executor, print_json, project_options, split_list)
+from deploytool.cli.options import (FLAG_OF, build_config, command_with_examples, config_overrides,
+                                    executor_options, make_executor, print_json, project_options, split_list)
 from deploytool.errors import ParityFailed, UsageError
 
 
@@ -44,7 +44,8 @@ def check(target: str | None, native: bool, names: str | None, junit: Path | Non
     from deploytool import api, gate
     from deploytool.config import load_projects
 
-    projects = load_projects(Path.cwd(), file=flags["config_file"], overrides=config_overrides(flags))
+    projects = load_projects(Path.cwd(), file=flags["config_file"], overrides=config_overrides(flags),
+                             override_names=FLAG_OF)
     named = all(p.name for p in projects)
     executor = make_executor(executor_name, jobs, ray_address)
     if not named:  # one unnamed model: the recorded `quantize` run fills in what flags leave out, as always

@@ -38,20 +38,25 @@ def build_config(flags: dict[str, Any], **extra: Any) -> ProjectConfig:
     from deploytool.api import recorded_config
 
     overrides = config_overrides(flags, **extra)
-    config = load_config(Path.cwd(), file=flags.get("config_file"), overrides=overrides)
+    config = load_config(Path.cwd(), file=flags.get("config_file"), overrides=overrides, override_names=FLAG_OF)
     recorded = recorded_config(config.output_dir)
     if recorded:
-        config = load_config(Path.cwd(), file=flags.get("config_file"), overrides=overrides, fallback=recorded)
+        config = load_config(Path.cwd(), file=flags.get("config_file"), overrides=overrides, override_names=FLAG_OF,
+                             fallback=recorded)
     return config
+
+
+# The project flags and the config keys they override; each flag's click parameter is its name without dashes.
+PROJECT_FLAGS = {"--model": "model", "--weights": "weights", "--trust-checkpoint": "trust_checkpoint",
+                 "--calib": "data.calib", "--calib-limit": "data.calib_limit", "--holdout": "data.holdout",
+                 "--output": "output"}
+FLAG_OF = {key: flag for flag, key in PROJECT_FLAGS.items()} | {"inputs": "--input-shape"}  # names bad values
 
 
 def config_overrides(flags: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The project flags as dotted config keys; None means the flag was not given."""
-    return {
-        "model": flags.get("model"), "weights": flags.get("weights"), "trust_checkpoint": flags.get("trust_checkpoint"),
-        "data.calib": flags.get("calib"), "data.calib_limit": flags.get("calib_limit"),
-        "data.holdout": flags.get("holdout"), "output": flags.get("output"), **extra,
-    }
+    given = {key: flags.get(flag[2:].replace("-", "_")) for flag, key in PROJECT_FLAGS.items()}
+    return {**given, **extra}
 
 
 def print_json(value: Any) -> None:

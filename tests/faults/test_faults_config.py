@@ -36,6 +36,8 @@ CASES = [
                  ("missing.toml does not exist",), id="config-file-missing"),
     pytest.param(None, None, ("--target", "andriod"), UsageError,
                  ("Unknown target 'andriod'", "Did you mean 'android'?"), id="typo-in-target-flag"),
+    pytest.param(None, None, ("--holdout", "1.5"), ConfigError,
+                 ("error: --holdout: data.holdout = 1.5", "between 0 and 1"), id="out-of-range-holdout-flag"),
     pytest.param(None, None, ("--format", "ptee"), UsageError,
                  ("Unknown format 'ptee'", "Did you mean 'pte'?"), id="typo-in-format-flag"),
 ]
