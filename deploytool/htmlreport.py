@@ -31,6 +31,9 @@ def write_html(diagnosis, path: Path) -> Path:
         _img(_tradeoff_plot(data), "fp32 fallback trade-off") if data["fallback"] or data["sensitivity"]
         else "<p>Only one weighted layer: nothing to trade.</p>",
     ]
+    if data["uncompared"]:
+        sections += ["<h2>Layers not compared</h2><ul>"] + [f"<li>{_e(u['name'])}: {_e(u['reason'])}</li>"
+                                                             for u in data["uncompared"]] + ["</ul>"]
     if data["warnings"]:
         sections += ["<h2>Calibration warnings</h2><ul>"] + [f"<li>{_e(w)}</li>" for w in data["warnings"]] + ["</ul>"]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>deploytool diagnosis: {_e(data['model'])}"

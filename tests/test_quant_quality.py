@@ -38,18 +38,23 @@ def outlier_digits():
 
 @pytest.fixture
 def project(tmp_path, digit_images) -> Path:
-    (tmp_path / "deploytool.toml").write_text(f"""
-model = "{Path(__file__).resolve()}:outlier_digits"
+    return write_project(tmp_path, f"{Path(__file__).resolve()}:outlier_digits", digit_images, holdout=0.3)
+
+
+def write_project(folder: Path, model: str, digit_images: Path, *, holdout: float) -> Path:
+    """A deploytool.toml in `folder` for `model` on the digit PNGs (grey, normalised to [-1, 1])."""
+    (folder / "deploytool.toml").write_text(f"""
+model = "{model}"
 [preprocess]
 color = "L"
 mean = [0.5]
 std = [0.5]
 [data]
 calib = "{digit_images}"
-holdout = 0.3
+holdout = {holdout}
 calib_limit = 64
 """)
-    return tmp_path
+    return folder
 
 
 def test_outliers_keep_the_eager_function():

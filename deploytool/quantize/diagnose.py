@@ -158,11 +158,22 @@ class Session:
         return FP32_EXTRA_BYTES * sum(p.numel() for n, p in module.named_parameters() if n.endswith("weight"))
 
 
-def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> list[LayerError]:
-    """SQNR of every layer's output along the network, from torchao's numeric debugger.
+@dataclass(frozen=True)
+class Uncompared:
+    name: str  # eager module path, or ALL_LAYERS when the debugger could not run at all
+    reason: str  # the node and the error, one line
 
-    >>> [e.name for e in layer_errors(session)][:2]
-    ['features.0', 'features.2']
+
+ALL_LAYERS = "(all layers)"
+
+
+def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> tuple[list[LayerError], list[Uncompared]]:
+    """SQNR of every layer's output along the network, from torchao's numeric debugger, and the layers it
+    could not compare (with why): a node whose output the debugger cannot pair costs that layer only.
+
+    >>> errors, uncompared = layer_errors(session)
+    >>> [e.name for e in errors][:2], uncompared
+    (['features.0', 'features.2'], [])
     """
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
@@ -183,14 +194,25 @@ def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> list[LayerE
         for arrays in session.held_out:
             reference(*session.inputs(arrays))
             actual(*session.inputs(arrays))
-    compared = compare_results(extract_results_from_loggers(reference), extract_results_from_loggers(actual))
+    ref_results, actual_results = extract_results_from_loggers(reference), extract_results_from_loggers(actual)
     order = {node.name: i for i, node in enumerate(reference.graph.nodes)}
     types = _module_types(reference)
     last: dict[str, tuple[int, Any]] = {}  # a layer's output is its last node's output
-    for summary in compared.values():
-        if not all(isinstance(r.ref, torch.Tensor) and r.ref.is_floating_point() for r in summary.results):
+    uncompared: dict[str, str] = {}
+    for info, (node_name, stack, stats) in ref_results.items():
+        # Only float tensors carry int8 error; a dynamic-batch graph also logs its symbolic sizes (plain ints),
+        # which torchao's comparison rejects with a ValueError.
+        if not all(isinstance(s, torch.Tensor) and s.is_floating_point() for s in stats):
             continue
-        name = summary.ref_module_stack.removeprefix("L['self'].") or "(model)"
+        name = _layer_name(stack)
+        try:
+            summary = compare_results({info: ref_results[info]}, actual_results)[info]
+        except KeyError:  # the node did not survive quantization (folded away): nothing to pair it with
+            continue
+        except Exception as exc:  # torchao's debugger is a private API: one node it cannot pair costs one layer
+            log.debug("numeric debugger: cannot compare %s (%s)", node_name, name, exc_info=True)
+            uncompared.setdefault(name, f"node {node_name}: {_one_line(exc)}")
+            continue
         position = order.get(summary.ref_node_name, -1)
         if name not in last or position > last[name][0]:
             last[name] = (position, summary)
@@ -200,7 +222,21 @@ def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> list[LayerE
         act = torch.cat([r.actual.reshape(-1).float() for r in summary.results])
         sqnr = float(compute_sqnr(act, ref)) if not torch.equal(act, ref) else math.inf
         errors.append(LayerError(name, types.get(name, ""), min(sqnr, SQNR_EXACT_DB)))
-    return errors
+    return errors, [Uncompared(name, reason) for name, reason in uncompared.items() if name not in last]
+
+
+def _layer_name(module_stack: Any) -> str:
+    """The eager module path of a logged node, as the debugger's summaries name it."""
+    from torchao.quantization.pt2e._numeric_debugger import _module_stack_to_str
+
+    return _module_stack_to_str(module_stack).removeprefix("L['self'].") or "(model)"
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message`, with the message of the exception it wraps (torchao re-raises as ValueError)."""
+    cause = f" ({_one_line(exc.__cause__)})" if exc.__cause__ else ""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:200]}{cause}"
 
 
 def first_jump(errors: Sequence[LayerError]) -> LayerError | None:
@@ -273,6 +309,7 @@ class Diagnosis:
     clipped: dict[str, float]
     warnings: list[str]
     fallback: dict[str, Any] | None = None
+    uncompared: list[Uncompared] = field(default_factory=list)  # layers the numeric debugger could not pair
 
     @property
     def guilty(self) -> list[str]:
@@ -290,6 +327,7 @@ class Diagnosis:
             "most_sensitive": self.guilty,
             "layers": [{**asdict(e), "clipped_share": self.clipped.get(e.name)} for e in self.layers],
             "sensitivity": [asdict(s) for s in self.ranking],
+            "uncompared": [asdict(u) for u in self.uncompared],
             "warnings": self.warnings, "fallback": self.fallback,
         }
 
@@ -299,6 +337,7 @@ class Diagnosis:
         for error in self.layers:
             mark = "  <- error jumps here" if self.jump and error.name == self.jump.name else ""
             out.append(f"  {error.name:<32} {error.type:<20} {error.sqnr_db:6.1f} dB{mark}")
+        out.extend(f"  {u.name:<32} {'not compared':<20} {u.reason}" for u in self.uncompared)
         out.append(f"output SQNR {self.evaluation.sqnr_db:.1f} dB"
                    + (f", top-1 agreement {self.evaluation.top1_agreement:.3f}"
                       if self.evaluation.top1_agreement is not None else ""))
@@ -326,7 +365,7 @@ def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[
 
     kept = tuple(keep_fp32)
     evaluation = session.evaluate(kept)
-    layers = layer_errors(session, kept)
+    layers, uncompared = _layer_errors_or_why(session, kept)
     calibrated = session.calibrate(kept)  # before sensitivity, which calibrates other sets and evicts this one
     names = [name for name in candidates(session) if name not in kept]
     ranking = sensitivity(session, names, base=kept, executor=executor) if len(names) > 1 else []
@@ -336,4 +375,15 @@ def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[
                 *sufficiency.range_warnings(calibrated, layer_of), *sufficiency.clipping_warnings(clipped)]
     recipe = {**_to_plain(session.recipe), "kept_fp32": list(calibrated.kept_fp32)}
     return Diagnosis(session.prepared.config.model or "", recipe, calibrated.kept_fp32, evaluation,
-                     session.eager_accuracy, layers, first_jump(layers), ranking, clipped, warnings, fallback)
+                     session.eager_accuracy, layers, first_jump(layers), ranking, clipped, warnings, fallback,
+                     uncompared)
+
+
+def _layer_errors_or_why(session: Session, kept: tuple[str, ...]) -> tuple[list[LayerError], list[Uncompared]]:
+    """layer_errors, or none and the reason when torchao's debugger cannot follow the model at all: the output
+    metrics, sensitivity and calibration checks do not depend on it, so the rest of the diagnosis still stands."""
+    try:
+        return layer_errors(session, kept)
+    except Exception as exc:  # a private torchao API on a model from anywhere; the reason goes in the report
+        log.debug("numeric debugger failed", exc_info=True)
+        return [], [Uncompared(ALL_LAYERS, f"torchao's numeric debugger failed: {_one_line(exc)}")]
