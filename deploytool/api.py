@@ -604,9 +604,10 @@ def _check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, 
     for spec, array in zip(inputs, first):
         if tuple(spec.shape[1:]) != tuple(array.shape):
             raise DataError(
-                f"{key}: input '{spec.name}' has shape {list(array.shape)}, but inputs.{spec.name}.shape expects "
+                f"{key}: input '{spec.name}' has shape {list(array.shape)}, but its [[inputs]] shape expects "
                 f"{list(spec.shape[1:])} per sample (model input {list(spec.shape)}).",
-                hint="Fix `inputs` in the config, or preprocess.resize/center_crop so images come out at that size.")
+                hint=f'Fix shape in the [[inputs]] table with name = "{spec.name}", or set [preprocess] '
+                     "resize/center_crop so images come out at that size.")
     return inputs
 
 
@@ -620,9 +621,13 @@ def _check_model_accepts(prepared: Prepared, key: str) -> None:
             outputs = prepared.loaded.module(*prepared.example_inputs)
     except Exception as exc:  # the user's forward can raise anything on a wrong shape
         shapes = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in prepared.inputs)
+        first = prepared.inputs[0]
+        dtype = "int64" if first.dtype == "float32" else "float32"  # token ids saved as floats, or the reverse
+        fix = ("set resize and center_crop in [preprocess] so the images come out at the model's input size"
+               if _is_image_data(prepared) else "reshape the arrays, or cast them with a dtype in deploytool.toml: "
+               f'[[inputs]] with name = "{first.name}", shape = {list(first.shape)}, dtype = "{dtype}"')
         raise DataError(f"The model rejects the data's input shape or dtype ({shapes}, from {key}): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                        hint="Make the data match the model: set preprocess.resize/center_crop for images, or "
-                             "reshape or cast the arrays (or set inputs.<name>.dtype).") from exc
+                        hint=f"Make the data match the model: {fix}.") from exc
     prepared.memo["output_shapes"] = [tuple(o.shape) for o in flat_outputs(outputs)]  # eager_outputs_shape's
 

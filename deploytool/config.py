@@ -6,6 +6,7 @@ Precedence, lowest first: defaults, the config file, flags. Unknown keys and wro
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 import tomllib
@@ -397,13 +398,53 @@ def _build(cls: type, table: Any, *, where: str, source: str) -> Any:
     kwargs = {}
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{source}: unknown key '{where}{key}'. {did_you_mean(key, fields)}",
-                              hint="Remove it or fix the spelling.")
+            raise _unknown_key(key, value, fields, where=where, source=source)
         kwargs[key] = _convert(hints[key], value, where=f"{where}{key}", source=source)
     try:
         return cls(**kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
+
+
+def _unknown_key(key: str, value: Any, fields: set[str], *, where: str, source: str) -> ConfigError:
+    """A key this table does not have. Where it is another table's key (calib_limit at the top level) or close
+    to one, name that table: `Did you mean [data] calib_limit?`; else a close spelling in this table."""
+    here = re.sub(r"\[\d+\]", "", where)  # inputs[0]. -> inputs.
+    others = [(table, keys) for table, keys in _tables(ProjectConfig) if table != here]
+    exact = [table for table, keys in others if key in keys]
+    close = [] if exact or difflib.get_close_matches(key, fields, n=1, cutoff=0.6) else [
+        (table, match) for table, keys in others for match in difflib.get_close_matches(key, keys, n=1, cutoff=0.8)]
+    message = f"{source}: unknown key '{where}{key}'. "
+    if not (exact or close):
+        return ConfigError(message + did_you_mean(key, fields), hint="Remove it or fix the spelling.")
+    table, name = (exact[0], key) if exact else max(close, key=lambda c: difflib.SequenceMatcher(None, key, c[1]).ratio())
+    header = f"[[{table[:-1]}]]" if table in _LIST_TABLES else f"[{table[:-1]}]" if table else "the top level"
+    return ConfigError(message + f"Did you mean {header} {name}? Known here: {', '.join(sorted(fields))}.",
+                       hint=f"Move it: under {header}, write {name} = {_toml(value)}" if table else
+                            f"Move it above the first [table]: {name} = {_toml(value)}")
+
+
+_LIST_TABLES = {"inputs."}  # tuples of tables: [[inputs]]
+
+
+def _tables(cls: type, prefix: str = "") -> list[tuple[str, set[str]]]:
+    """Every table of the config with its keys: ('', top-level keys), ('data.', ...), ('parity.int8.', ...)."""
+    hints = typing.get_type_hints(cls)
+    keys = {f.name for f in dataclasses.fields(cls)} - _INTERNAL_FIELDS
+    tables = [(prefix, keys)]
+    for name in sorted(keys):
+        inner = [a for a in (hints[name], *typing.get_args(hints[name])) if dataclasses.is_dataclass(a)]
+        if inner:
+            tables += _tables(inner[0], f"{prefix}{name}.")
+    return tables
+
+
+def _toml(value: Any) -> str:
+    """A value as TOML writes it (strings, numbers, booleans and lists of them read the same as JSON)."""
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
 
 
 def _convert(hint: Any, value: Any, *, where: str, source: str) -> Any:
@@ -417,7 +458,11 @@ def _convert(hint: Any, value: Any, *, where: str, source: str) -> Any:
         return value if isinstance(value, hint) else _build(hint, value, where=f"{where}.", source=source)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}")
+            leaf = where.rpartition(".")[2]
+            items = [value] * (len(args) if args[-1] is not Ellipsis else 1)  # center_crop = 224 -> [224, 224]
+            hint = (f"Write one [[{leaf}]] table per item (double brackets)." if dataclasses.is_dataclass(args[0])
+                    else f"Write a list: {leaf} = {_toml(items)}")
+            raise ConfigError(f"{source}: '{where}' must be a list, got {value!r}", hint=hint)
         item_hint = args[0]
         if args[-1] is not Ellipsis and len(args) != len(value):
             raise ConfigError(f"{source}: '{where}' must have {len(args)} items, got {len(value)}")

@@ -52,7 +52,8 @@ def test_wrong_input_shape_names_the_field_and_file(cli, digit_images):
     (cli.folder / "deploytool.toml").write_text(
         f'model = "zoo:digits"\n[[inputs]]\nname = "x"\nshape = [1, 1, 28, 28]\n[data]\ncalib = "{digit_images}"\n')
     result = cli("quantize", expect=2)
-    assert "input 'x' has shape [1, 8, 8], but inputs.x.shape expects [1, 28, 28]" in result.stderr
+    assert "input 'x' has shape [1, 8, 8], but its [[inputs]] shape expects [1, 28, 28]" in result.stderr
+    assert 'hint: Fix shape in the [[inputs]] table with name = "x"' in result.stderr
     assert "digit_" in result.stderr  # names the sample file
 
 
@@ -62,7 +63,7 @@ def test_model_rejecting_the_data_shape(cli, digit_images):
     # No preprocessing configured: images get the ImageNet conventions, which this model does not take.
     assert "The model rejects the data's input shape" in result.stderr
     assert "[1, 3, 224, 224]" in result.stderr and "digit_0000.png" in result.stderr
-    assert "hint: " in result.stderr and "preprocess.resize/center_crop" in result.stderr
+    assert "hint: Make the data match the model: set resize and center_crop in [preprocess]" in result.stderr
 
 
 def test_model_that_cannot_be_captured(cli, digit_images):

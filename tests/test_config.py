@@ -97,3 +97,28 @@ def test_a_bad_file_value_is_reported_as_the_files_even_with_flags(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(tmp_path, overrides={"data.holdout": 0.5, "data.calib_limit": 0}, override_names=FLAGS)
     assert error.value.message.startswith("--calib-limit: data.calib_limit = 0: must be at least 1")
+
+
+@pytest.mark.parametrize("text, fragment, hint", [
+    ("calib_limt = 3", "unknown key 'calib_limt'. Did you mean [data] calib_limit?", "under [data], write calib_limit = 3"),
+    ("calib_limit = 3", "unknown key 'calib_limit'. Did you mean [data] calib_limit?", "under [data]"),
+    ("[data]\nper_channel = false", "Did you mean [quantize] per_channel?", "write per_channel = false"),
+    ('dtype = "int64"', "Did you mean [[inputs]] dtype?", 'under [[inputs]], write dtype = "int64"'),
+    ('[data]\nmodel = "m.py:build"', "Did you mean top-level model?", 'above the first [table]: model = "m.py:build"'),
+    ('targets = "android"', "'targets' must be a list", 'targets = ["android"]'),
+    ("[preprocess]\ncenter_crop = 224", "must be a list", "center_crop = [224, 224]"),
+    ('[inputs]\nname = "x"', "'inputs' must be a list", "one [[inputs]] table per item"),
+], ids=["typo-at-top-level", "misplaced-at-top-level", "misplaced-in-table", "input-key-at-top-level",
+        "top-level-key-in-table", "string-for-list", "number-for-pair", "table-for-list-of-tables"])
+def test_misplaced_or_mistyped_key_says_where_and_how_to_write_it(tmp_path, text, fragment, hint):
+    write(tmp_path / "deploytool.toml", text)
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path)
+    assert fragment in error.value.message
+    assert hint in (error.value.hint or "")
+
+
+def test_misplaced_key_in_pyproject_names_the_tool_table(tmp_path):
+    write(tmp_path / "pyproject.toml", "[tool.deploytool]\ncalib_limit = 3\n")
+    with pytest.raises(ConfigError, match=r"Did you mean \[tool\.deploytool\.data\] calib_limit\?"):
+        load_config(tmp_path)

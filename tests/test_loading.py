@@ -75,6 +75,13 @@ def test_factory_errors_name_the_spec(tmp_path, body, spec, message):
         load(spec, base_dir=tmp_path)
 
 
+def test_import_error_hint_names_the_file_to_run(tmp_path):
+    path = write_model_file(tmp_path, "import not_a_module\n")
+    with pytest.raises(ModelLoadError) as error:
+        load("mymodel.py:build", base_dir=tmp_path)
+    assert f"Run `python {path.resolve()}`" in error.value.hint
+
+
 def test_checkpoint_keys_are_reported_by_name(tmp_path):
     write_model_file(tmp_path, "def build():\n    return nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))\n")
     state = {"0.weight": torch.zeros(3, 4), "0.bias": torch.zeros(3), "2.weight": torch.zeros(2, 5),
