@@ -111,6 +111,8 @@ def summary_table(reports: list[ArtifactReport]) -> str:
         eager = r.vs_eager()
         first = eager.outputs[0] if eager else None
         delegated = f"{r.delegation.share:.0%}" if r.delegation else "-"
+        if r.delegation and r.delegation.excluded:
+            delegated += f" ({len(r.delegation.excluded)} left out)"
         parity = "PASS" if r.passed else (failure_verdict(r.run_error) if r.run_error else "FAIL")
         if r.unverified:
             parity += " (unverified: random data)"
@@ -163,6 +165,9 @@ def details(reports: list[ArtifactReport]) -> str:
             kept = r.delegation.total_ops - r.delegation.delegated_ops
             lines.append(f"  not delegated to XNNPACK ({kept} of {r.delegation.total_ops} ops, "
                          f"{1 - r.delegation.share:.0%}; they run on the portable CPU kernels): {left}")
+        if r.delegation and r.delegation.excluded:
+            lines.append("  left out of the XNNPACK delegate, because lowering failed with them:")
+            lines.extend(f"    {node}: {reason}" for node, reason in r.delegation.excluded.items())
         if r.unverified:
             lines.append("  UNVERIFIED: calibrated and checked on random data (--calib random); parity proves nothing.")
     return "\n".join(lines)

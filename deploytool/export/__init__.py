@@ -15,6 +15,8 @@ class Delegation:
     total_ops: int
     not_delegated: dict[str, int] = field(default_factory=dict)  # op type -> count left on the portable CPU path
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)  # op type -> source lines that produced it
+    # node -> why it was kept out of the delegate after XNNPACK failed on it (export.exclude)
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
@@ -24,7 +26,7 @@ class Delegation:
     def from_dict(cls, data: dict[str, Any]) -> Delegation:
         """From dataclasses.asdict (the lowering cache) or report.json (which adds `share`)."""
         return cls(data["delegated_ops"], data["total_ops"], data.get("not_delegated", {}),
-                   {op: tuple(lines) for op, lines in data.get("where", {}).items()})
+                   {op: tuple(lines) for op, lines in data.get("where", {}).items()}, data.get("excluded", {}))
 
 
 @dataclass(frozen=True)

@@ -32,27 +32,39 @@ def write_pte(programs: Programs, folder: Path) -> list[Artifact]:
 def lower_pte(program) -> tuple[bytes, Delegation]:
     """Lower a static-shape ExportedProgram to .pte bytes, delegating what XNNPACK supports.
 
+    When XNNPACK fails on some nodes, they are left out of the delegate (export.exclude) and
+    `Delegation.excluded` says which and why.
+
     >>> data, delegation = lower_pte(torch.export.export(model, (x,)))
     """
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from deploytool.export.exclude import lower_excluding, tagged
 
     # The edge-dialect verifier re-checks every op after each pass; the .pte is run in the real runtime
     # right after, which is the check that counts (mobilenet_v2: 0.5 s of 15 s).
     compile_config = EdgeCompileConfig(_check_ir_validity=False)
     try:
-        with _without_provenance(program):
-            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
-                                               compile_config=compile_config)
-        delegation = _delegation(edge.exported_program().graph_module)
+        with _without_provenance(program), tagged(program):
+            edge, excluded = lower_excluding(lambda partitioner: to_edge_transform_and_lower(
+                program, partitioner=[partitioner], compile_config=compile_config))
+        delegation = _delegation(edge.exported_program().graph_module, _excluded_at(program, excluded))
         buffer = edge.to_executorch().buffer
     except Exception as exc:  # exir raises many types; all mean the lowering failed
         raise LowerError(f"Lowering to ExecuTorch failed: {type(exc).__name__}: {str(exc)[:500]}",
                          hint="Try --precision fp32 to tell quantization problems from lowering ones; -v for "
                               "the traceback.") from exc
+    for node, reason in delegation.excluded.items():
+        log.warning("left %s out of the XNNPACK delegate: %s", node, reason)
     if delegation.not_delegated:
         log.info("ops left outside XNNPACK: %s", ", ".join(f"{op} x{n}" for op, n in delegation.not_delegated.items()))
     return buffer, delegation
+
+
+def _excluded_at(program, excluded: dict[str, str]) -> dict[str, str]:
+    """{node name: "op at file:line: reason"} for the nodes the fallback left out of the delegate."""
+    nodes = {node.name: node for node in program.graph.nodes if node.name in excluded}  # every tag is a name
+    return {name: f"{nodes[name].target} at {_source_line(nodes[name])}: {reason}" for name, reason in excluded.items()}
 
 
 @contextlib.contextmanager
@@ -93,6 +105,23 @@ def lower_pte_cached(program, *, cache_dir: Path) -> tuple[bytes, Delegation]:
     return data, delegation
 
 
+def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30) -> tuple[float, int]:
+    """(median batch-1 latency in ms, size in bytes) of the program's .pte in the ExecuTorch runtime, lowered
+    through `lower_pte_cached`. 30 runs after a warm-up are steady enough to rank variants of one model.
+
+    >>> latency_ms, size = pte_cost(program, cache_dir=Path("build/deploytool/.cache/pte"), example_inputs=(x,))
+    """
+    from executorch.runtime import Runtime
+
+    from deploytool.bench import measure
+
+    data, _ = lower_pte_cached(program, cache_dir=cache_dir)
+    method = Runtime.get().load_program(data).load_method("forward")
+    inputs = tuple(t.contiguous() for t in example_inputs)
+    timed = measure(lambda: method.execute(inputs), runs=runs, warmup=1, load_s=0.0, thread_setting="")
+    return timed["median_ms"], len(data)
+
+
 def program_fingerprint(program) -> str:
     """Content hash of an ExportedProgram: graph code, signature, weights, constants and library versions."""
     import torch
@@ -113,7 +142,7 @@ def program_fingerprint(program) -> str:
     return digest.hexdigest()[:24]
 
 
-def _delegation(graph_module) -> Delegation:
+def _delegation(graph_module, excluded: dict[str, str]) -> Delegation:
     from executorch.devtools.backend_debug import get_delegation_info
 
     info = get_delegation_info(graph_module)
@@ -122,7 +151,7 @@ def _delegation(graph_module) -> Delegation:
                              if b.non_delegated and not any(word in op for word in BOOKKEEPING)})
     total = info.num_delegated_nodes + sum(not_delegated.values())
     return Delegation(info.num_delegated_nodes, total, dict(sorted(not_delegated.items())),
-                      _where(graph_module, set(not_delegated)))
+                      _where(graph_module, set(not_delegated)), excluded)
 
 
 def _where(graph_module, op_types: set[str]) -> dict[str, tuple[str, ...]]:
@@ -132,7 +161,12 @@ def _where(graph_module, op_types: set[str]) -> dict[str, tuple[str, ...]]:
         op_type = re.sub(r"_\d+$", "", node.name)  # the naming get_delegation_info uses
         if node.op != "call_function" or op_type not in op_types:
             continue
-        frames = re.findall(r'File "([^"]+)", line (\d+)', node.meta.get("stack_trace") or "")
-        user = [f"{Path(file).name}:{line}" for file, line in frames if "site-packages" not in file]
-        found.setdefault(op_type, set()).add(user[-1] if user else "unknown source line")
+        found.setdefault(op_type, set()).add(_source_line(node))
     return {op: tuple(sorted(lines)) for op, lines in sorted(found.items())}
+
+
+def _source_line(node) -> str:
+    """file:line of the user code that made `node`, from the capture's stack trace."""
+    frames = re.findall(r'File "([^"]+)", line (\d+)', node.meta.get("stack_trace") or "")
+    user = [f"{Path(file).name}:{line}" for file, line in frames if "site-packages" not in file]
+    return user[-1] if user else "unknown source line"
