@@ -288,11 +288,13 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
            precision: Precision | None = None, prepared: Prepared | None = None) -> list[ArtifactReport]:
     """Write each target's artifacts, verify each in its real runtime, write manifest.json and report.json.
 
-    A format shared by several targets (the .pte of android and ios) is lowered once and copied.
+    A format shared by several targets (the .pte of android and ios) is lowered once and copied. A format
+    whose writer fails (StageError) is a failed row of the report (report.not_built); the others go on.
     """
     from deploytool.crosscheck import references_for
+    from deploytool.errors import StageError
     from deploytool.export import FORMATS, Programs
-    from deploytool.runtime import RUNNERS, prestart
+    from deploytool.report import not_built
 
     plan = plan_formats(targets or config.targets, formats)
     prepared = prepared or prepare(config)
@@ -303,6 +305,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     references = _references(prepared, quant)
     samples = [_batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     built: dict[str, list[Artifact]] = {}
+    failed: dict[str, StageError] = {}
     reports: list[ArtifactReport] = []
     per_target: dict[str, list[ArtifactReport]] = {}
     for target, target_formats in plan.items():
@@ -311,10 +314,15 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
         for fmt in target_formats:
             if fmt in built:
                 artifacts = [_copy_artifact(a, folder) for a in built[fmt]]
-            else:
-                if fmt in RUNNERS:
-                    prestart(fmt)  # the verifying runtime imports while the format is built
-                artifacts = built[fmt] = FORMATS.get(fmt).load()(programs, folder)
+            elif fmt not in failed:
+                try:
+                    artifacts = built[fmt] = _build(fmt, programs, folder, target)
+                except StageError as exc:  # the other formats are still built, verified and written
+                    failed[fmt] = exc
+            if fmt in failed:
+                target_reports.append(not_built(failed[fmt], model=config.model, target=target, format=fmt,
+                                                precision=programs.precision, folder=folder))
+                continue
             for artifact in artifacts:
                 log.info("verifying %s in %s", artifact.path.name, FORMATS.get(artifact.format).meta["runtime"])
                 own = references_for(artifact, references, prepared=prepared, samples=samples,
@@ -327,6 +335,18 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     for target, target_reports in per_target.items():
         _write_target_files(prepared, config.output_dir / target, target, target_reports, quant, cross)
     return reports
+
+
+def _build(fmt: str, programs: Any, folder: Path, target: str) -> list[Artifact]:
+    """Run one format's writer, its verifying runtime starting meanwhile; progress lines while it runs."""
+    from deploytool.export import FORMATS
+    from deploytool.progress import timed_stage
+    from deploytool.runtime import RUNNERS, prestart
+
+    if fmt in RUNNERS:
+        prestart(fmt)  # the verifying runtime imports while the format is built
+    with timed_stage(f"building {fmt} for {target}", log=log):
+        return FORMATS.get(fmt).load()(programs, folder)
 
 
 def plan_formats(targets: tuple[str, ...], formats: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
@@ -474,7 +494,9 @@ def _write_target_files(prepared: Prepared, folder: Path, target: str, reports: 
     extra = {"calibration": _calibration_summary(prepared),
              "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
              "quantization": quant.recipe if quant else None}
-    atomic_write_json(folder / "manifest.json", _manifest(prepared, reports))
+    written = [r for r in reports if not r.build_error]
+    if written:  # the manifest lists files an app can load; a format not built has none
+        atomic_write_json(folder / "manifest.json", _manifest(prepared, written))
     atomic_write_json(folder / "report.json", target_report(reports, target=target, extra=extra))
 
 
@@ -630,4 +652,3 @@ def _check_model_accepts(prepared: Prepared, key: str) -> None:
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                         hint=f"Make the data match the model: {fix}.") from exc
     prepared.memo["output_shapes"] = [tuple(o.shape) for o in flat_outputs(outputs)]  # eager_outputs_shape's
-

@@ -1,7 +1,10 @@
 """A tiny progress line on stderr: redrawn in place on a terminal, a few plain lines otherwise."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+import threading
 import time
 
 
@@ -30,3 +33,34 @@ class Progress:
         elapsed = time.perf_counter() - self.started
         of = f"/{self.total}" if self.total else ""
         return f"{self.label}: {self.done}{of} ({elapsed:.1f} s)"
+
+
+@contextlib.contextmanager
+def timed_stage(label: str, *, log: logging.Logger, every_s: float = 30.0):
+    """Log `label` when the block starts, every `every_s` seconds while it runs (a long lowering is not silent),
+    and how long it took when it ends or fails.
+
+    >>> with timed_stage("building pte for android", log=log):
+    ...     write_pte(programs, folder)
+    building pte for android
+    building pte for android: done in 14.2 s
+    """
+    started = time.perf_counter()
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            log.info("%s: still running (%.0f s)", label, time.perf_counter() - started)
+
+    log.info("%s", label)
+    ticker = threading.Thread(target=tick, name="deploytool-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    except Exception:
+        log.info("%s: failed after %.1f s", label, time.perf_counter() - started)
+        raise
+    finally:
+        done.set()
+        ticker.join()
+    log.info("%s: done in %.1f s", label, time.perf_counter() - started)

@@ -42,6 +42,8 @@ class ArtifactReport:
     timings: dict[str, float] = field(default_factory=dict)
     outputs: Any = field(default=None, repr=False)  # the artifact's outputs, for cross-artifact comparison
     companions: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of files that travel with it
+    build_error: str | None = None  # the format's writer failed: no file, nothing ran (see `not_built`)
+    build_hint: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -55,7 +57,7 @@ class ArtifactReport:
         if self.delegation is not None:
             delegation = {**dataclasses.asdict(self.delegation), "share": round(self.delegation.share, 4)}
         return {
-            "file": self.artifact_path.name,
+            "file": None if self.build_error else self.artifact_path.name,
             "format": self.format,
             "precision": self.precision,
             "size_bytes": self.size_bytes,
@@ -68,9 +70,22 @@ class ArtifactReport:
                 "comparisons": [_comparison_dict(c) for c in self.comparisons],
             },
             "accuracy": self.accuracy or None,
+            **({"build": {"error": self.build_error, "hint": self.build_hint}} if self.build_error else {}),
             "notes": self.notes,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+
+def not_built(error, *, model: str, target: str, format: str, precision: str, folder: Path) -> ArtifactReport:
+    """The row of a format whose writer raised `error` (a DeployError): it fails, and says why and what next.
+
+    >>> not_built(LowerError("Lowering failed", hint="-v"), model="m.py:build", target="android", format="pte",
+    ...           precision="int8", folder=Path("build/deploytool/android")).passed
+    False
+    """
+    return ArtifactReport(model=model, target=target, format=format, precision=precision,
+                          artifact_path=folder / format, size_bytes=0, sha256="", delegation=None, comparisons=[],
+                          run_error=None, build_error=error.message, build_hint=error.hint)
 
 
 def target_report(reports: list[ArtifactReport], *, target: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -108,12 +123,15 @@ def summary_table(reports: list[ArtifactReport]) -> str:
     for r in reports:
         # A file run by a second runtime (check --native) gets that runtime's name, so the two rows differ.
         name = r.artifact_path.name if r.format in FORMATS else f"{r.artifact_path.name} [{r.format}]"
+        if r.build_error:
+            name = f"{r.format} (not built)"
         eager = r.vs_eager()
         first = eager.outputs[0] if eager else None
         delegated = f"{r.delegation.share:.0%}" if r.delegation else "-"
         if r.delegation and r.delegation.excluded:
             delegated += f" ({len(r.delegation.excluded)} left out)"
-        parity = "PASS" if r.passed else (failure_verdict(r.run_error) if r.run_error else "FAIL")
+        parity = "PASS" if r.passed else (failure_verdict(r.run_error) if r.run_error else
+                                          "NOT BUILT" if r.build_error else "FAIL")
         if r.unverified:
             parity += " (unverified: random data)"
         rows.append((r.model, r.target, name, r.precision, human_size(r.size_bytes), delegated,
@@ -151,6 +169,9 @@ def details(reports: list[ArtifactReport]) -> str:
         lines.extend(f"  note: {note}" for note in r.notes)
         if r.run_error:
             lines.append(f"  [FAIL] the artifact did not run: {r.run_error}")
+        if r.build_error:
+            lines.append(f"  [FAIL] {r.format} could not be built: {r.build_error}")
+            lines.extend([f"  hint: {r.build_hint}"] if r.build_hint else [])
         for comparison in r.comparisons:
             lines.extend(f"  {line}" for line in comparison.checklist())
         if r.accuracy:

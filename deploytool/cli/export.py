@@ -7,7 +7,7 @@ import click
 
 from deploytool.cli.options import build_config, command_with_examples, print_json, project_options, split_list
 from deploytool.config import Precision, ScriptCapture
-from deploytool.errors import ParityFailed, UsageError
+from deploytool.errors import ParityFailed, StageError, UsageError
 
 
 @command_with_examples("""  deploytool export --target android
@@ -74,7 +74,8 @@ def _demo_target(plan: dict[str, tuple[str, ...]], into: Path) -> str:
 
 
 def show_reports(reports, *, as_json: bool) -> None:
-    """Table (or JSON) on stdout; exit 1 when any artifact failed its checks."""
+    """Table (or JSON) on stdout; exit 1 when any artifact failed its checks, 4 when the only failures are
+    formats that could not be built."""
     from deploytool.crosscheck import matrix
     from deploytool.report import cross_table, details, summary_table
 
@@ -86,6 +87,12 @@ def show_reports(reports, *, as_json: bool) -> None:
         click.echo("\n" + cross_table(matrix(reports)))
         click.echo(details(reports))
     failed = [r for r in reports if not r.passed]
+    unbuilt = [r for r in failed if r.build_error]
+    if unbuilt and len(unbuilt) == len(failed):  # what was built passed: exit 4, as for any failed lowering
+        names = ", ".join(f"{r.format} for {r.target}" for r in unbuilt)
+        others = " The other artifacts are written, verified and listed in manifest.json." if len(failed) < len(
+            reports) else ""
+        raise StageError(f"Could not build {names}: {unbuilt[0].build_error}.{others}", hint=unbuilt[0].build_hint)
     if failed:
         names = ", ".join(f"{r.target} ({r.artifact_path})" for r in failed)
         raise ParityFailed(f"Parity failed for {names}; the artifacts are kept and flagged in report.json.",

@@ -36,3 +36,43 @@ def test_ctrl_c_during_lowering(fault, previous_run, tmp_path, monkeypatch):
           fragments=("interrupted; nothing half-written was left behind",))
     assert_untouched(tmp_path, previous_run)
     assert_nothing_half_written(tmp_path)
+
+
+BATCH_ONE = '''
+
+class BatchOne(Tiny):
+    def forward(self, x):
+        return self.fc(x).reshape(1, 3)  # pins the batch to 1: no dynamic-batch export for the server formats
+
+
+def batch_one():
+    torch.manual_seed(0)
+    return BatchOne().eval()
+'''
+
+
+def test_a_format_that_cannot_be_built_is_a_row_and_the_others_are_written(fault, project):
+    from deploytool.errors import StageError
+    from faultkit import MODELS
+
+    (project / "model.py").write_text(MODELS + BATCH_ONE)
+    (project / "deploytool.toml").write_text("dynamic_batch = true\n")  # onnx needs it; the .pte is batch 1 anyway
+    result = fault("export", "--model", "model.py:batch_one", "--calib", "calib.npy", "--precision", "fp32",
+                   "--target", "android,server", "--format", "pte,onnx", error=StageError, exit_code=4,
+                   fragments=("Could not build onnx for server", "dynamic batch",
+                              "The other artifacts are written", "hint: Set dynamic_batch = false"))
+    out = project / "build" / "deploytool"
+    manifest = json.loads((out / "android" / "manifest.json").read_text())
+    assert [a["file"] for a in manifest["artifacts"]] == ["model.pte"]
+    assert json.loads((out / "android" / "report.json").read_text())["passed"] is True
+    server = json.loads((out / "server" / "report.json").read_text())
+    (row,) = server["artifacts"]
+    assert (row["format"], row["file"], row["passed"], server["passed"]) == ("onnx", None, False, False)
+    assert "dynamic batch" in row["build"]["error"] and "dynamic_batch = false" in row["build"]["hint"]
+    assert not (out / "server" / "manifest.json").exists()  # it lists loadable files, and there are none
+    table_row = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["server"])
+    assert "onnx (not built)" in table_row and "NOT BUILT" in table_row
+    assert "[FAIL] onnx could not be built" in result.stdout
+    # Each build says when it starts and how long it took, on stderr.
+    assert "building pte for android\n" in result.stderr and "building pte for android: done in" in result.stderr
+    assert "building onnx for server: failed after" in result.stderr
