@@ -72,8 +72,37 @@ class Prepared:
     def eager_outputs(self) -> list[list[np.ndarray]]:
         """The eager model's outputs on held_out(), one sample per call as the artifacts run them."""
         if "eager_outputs" not in self.memo:
-            self.memo["eager_outputs"] = _module_outputs(self, self.loaded.module)
+            self.memo["eager_outputs"] = self.outputs_of(self.loaded.module)
         return self.memo["eager_outputs"]
+
+    def outputs_of(self, module) -> list[list[np.ndarray]]:
+        """`module`'s in-process outputs on held_out(), one sample per call as the artifacts run them.
+
+        >>> len(prepared.outputs_of(program.module())) == len(prepared.held_out())
+        True
+        """
+        import torch
+
+        with torch.inference_mode():
+            return [as_arrays(module(*_to_torch(s, self.inputs))) for _, s in self.held_out()]
+
+    def truths(self) -> list[Any]:
+        """Per held-out sample, what the task metric scores against: the zoo entry's truth (label_of), else the
+        class label from the data, else None."""
+        label_of = getattr(self.loaded.zoo_entry, "label_of", None)
+        return [label_of(ref) if label_of else ref.label for ref, _ in self.held_out()]
+
+    def task_metric(self) -> Any:
+        """The deploytool.parity.TaskMetric that decides int8 verdicts: the zoo entry's own, else top-1 accuracy
+        when the held-out samples carry labels, else None."""
+        from deploytool.parity import TaskMetric, accuracy
+
+        own = getattr(self.loaded.zoo_entry, "task_metric", None)
+        if own is not None:
+            return own
+        if any(t is not None for t in self.truths()):
+            return TaskMetric("top-1 accuracy", accuracy, max_drop=self.config.parity.max_accuracy_drop)
+        return None
 
     def session(self, recipe) -> Any:
         """The quantize.diagnose.Session for `recipe`, one per run: the fp32 fallback and the diagnosis of
@@ -151,7 +180,9 @@ def prepare(config: ProjectConfig) -> Prepared:
 
     The checks that need no model run first: building it can take minutes, a typo in --calib should not."""
     from deploytool.data.sources import RANDOM, check_calibration, open_dataset
+    from deploytool.inputs import describe, named, sources
     from deploytool.loading import load
+    from deploytool.quantize.sufficiency import sample_warnings
 
     if not config.model:
         raise UsageError("No model given.", hint="Pass --model (zoo:NAME, torchvision:NAME, file.py:factory, "
@@ -166,7 +197,7 @@ def prepare(config: ProjectConfig) -> Prepared:
     started = time.perf_counter()
     loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
                   trust_checkpoint=config.trust_checkpoint)
-    inputs = config.inputs or loaded.inputs
+    inputs = named(config.inputs, loaded.input_names) or loaded.inputs
     preprocess = config.preprocess or loaded.preprocess or default_preprocess(inputs)
     input_names = tuple(i.name for i in inputs) or loaded.input_names
     if calib is None:
@@ -182,8 +213,14 @@ def prepare(config: ProjectConfig) -> Prepared:
     prepared = Prepared(config, loaded, inputs, preprocess, parts, example_inputs)
     _check_model_accepts(prepared, first_ref.key)
     prepared.timings["load"] = time.perf_counter() - started
-    log.info("loaded %s; data: %s (%d to calibrate, %d held out)", config.model, dataset.description,
-             len(parts.calibration), len(parts.held_out))
+    unused = f"; {parts.unused} not used: data.calib_limit = {config.data.calib_limit}" if parts.unused else ""
+    log.info("loaded %s; data: %s (%d to calibrate, %d held out%s)", config.model, dataset.description,
+             len(parts.calibration), len(parts.held_out), unused)
+    inputs_from, preprocess_from = sources(config, loaded, first_ref.key)
+    log.info("%s", describe(inputs, preprocess if _is_image_data(prepared) else None, inputs_from=inputs_from,
+                            preprocess_from=preprocess_from))
+    for warning in sample_warnings(parts, holdout_min=config.data.holdout_min):
+        log.warning("%s", warning)
     return prepared
 
 
@@ -225,20 +262,13 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     else:
         captured = prepared.captured()
         started = time.perf_counter()
-        if config.quantize.has_budget:
-            from deploytool.quantize.fallback import quantize_within_budget
-
-            quantized, fallback = quantize_within_budget(prepared.session(config.quantize), executor=executor)
-        else:
-            quantized = quantize_pt2e(captured, recipe=config.quantize, calibration=prepared.split.calibration,
-                                      example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
-            fallback = None
-        recipe = _recipe_record(config, fallback)
+        quantized, searched, fallback = _quantize_variants(prepared, captured, executor)
+        recipe = _recipe_record(config, fallback, searched)
         prepared.timings["quantize"] = time.perf_counter() - started
         program, reused, method = quantized.program, False, captured.method
         _save_program(program, program_path)
-    outputs = _module_outputs(prepared, program.module())
-    reference = _compare_in_process(prepared, outputs, "quantized program (int8, before lowering)")
+    outputs = prepared.outputs_of(program.module())
+    reference = _judge(prepared, outputs, "quantized program (int8, before lowering)")[0]
     result = QuantizeResult(program_path, key, reused, len(prepared.split.calibration), len(prepared.split.held_out),
                             method, reference, recipe, fallback, program, outputs)
     prepared.memo["quantize", key, config.output_dir] = result
@@ -251,13 +281,72 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     return result
 
 
-def _recipe_record(config: ProjectConfig, fallback: dict[str, Any] | None) -> dict[str, Any]:
+def _quantize_variants(prepared: Prepared, captured, executor: Any) -> tuple[Any, Any, dict[str, Any] | None]:
+    """The int8 program the recipe asks for: (program, SearchResult or None, fp32 fallback record or None).
+
+    activations = auto searches static, then dynamic int8 (quantize/search.py); past both, a budget the user set
+    runs the fp32 fallback. activations = static with a budget is the fp32 fallback alone, without one the plain
+    static recipe; dynamic is the plain dynamic recipe.
+    """
+    from deploytool.config import Activations
+    from deploytool.quantize.fallback import quantize_within_budget
+    from deploytool.quantize.pt2e import quantize as quantize_static
+    from deploytool.quantize.pt2e import quantize_dynamic
+    from deploytool.quantize.search import search
+
+    recipe, config = prepared.config.quantize, prepared.config
+    if recipe.activations is Activations.STATIC and recipe.has_budget:
+        quantized, fallback = quantize_within_budget(prepared.session(recipe), executor=executor)
+        return quantized, None, fallback
+
+    def static():
+        return quantize_static(captured, recipe=recipe, calibration=prepared.split.calibration,
+                               example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
+
+    def dynamic():
+        return quantize_dynamic(captured, recipe=recipe, example_inputs=prepared.example_inputs)
+
+    if recipe.activations is not Activations.AUTO and not recipe.has_budget:
+        return (static() if recipe.activations is Activations.STATIC else dynamic()), None, None
+    searched = search(recipe, static=static, dynamic=dynamic,
+                      compare=lambda module: _judge(prepared, prepared.outputs_of(module), "int8 variant"),
+                      cost=lambda program: _pte_cost(prepared, program))
+    if searched.met or not recipe.has_budget:
+        return searched.program, searched, None
+    quantized, fallback = quantize_within_budget(prepared.session(recipe), executor=executor)
+    return quantized, searched, fallback
+
+
+def _judge(prepared: Prepared, outputs: list[list[np.ndarray]], name: str) -> tuple[Any, Any]:
+    """In-process outputs of a quantized program against eager, with the int8 verdict's thresholds and the task
+    metric: (Comparison, TaskResult or None)."""
+    from deploytool.parity import compare, task_result
+
+    eager = prepared.eager_outputs()
+    task = task_result(prepared.task_metric(), eager, outputs, prepared.truths())
+    comparison = compare(eager, outputs, output_names=prepared.output_names, candidate_name=name,
+                         reference_name="eager fp32", thresholds=prepared.config.parity.int8, task=task)
+    return comparison, task
+
+
+def _pte_cost(prepared: Prepared, program) -> tuple[float, int]:
+    """The program's .pte latency (ms, median at batch 1) and size, lowered through the export's cache."""
+    from deploytool.export.executorch import PTE_CACHE, pte_cost
+
+    return pte_cost(program, cache_dir=prepared.config.output_dir / PTE_CACHE, example_inputs=prepared.example_inputs)
+
+
+def _recipe_record(config: ProjectConfig, fallback: dict[str, Any] | None, searched: Any) -> dict[str, Any]:
     """What report.json says about how the program was quantized."""
     recipe = config.quantize
+    activations = searched.activations.value if searched and not fallback else (
+        "static" if fallback else recipe.activations.value)
     return {"quantizer": "XNNPACKQuantizer (PT2E)", "observer": recipe.observer.value,
             "weights": "per-channel" if recipe.per_channel else "per-tensor",
-            "activations": "symmetric" if recipe.symmetric_activations else "asymmetric",
-            "keep_fp32": list(recipe.keep_fp32), "kept_fp32_by_fallback": fallback["kept_fp32"] if fallback else []}
+            "activations": activations,
+            "activation_range": "symmetric" if recipe.symmetric_activations else "asymmetric",
+            "keep_fp32": list(recipe.keep_fp32), "kept_fp32_by_fallback": fallback["kept_fp32"] if fallback else [],
+            "search": searched.to_dict() if searched else None}
 
 
 @holds_output_lock
@@ -324,7 +413,9 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
                                                 precision=programs.precision, folder=folder))
                 continue
             for artifact in artifacts:
-                log.info("verifying %s in %s", artifact.path.name, FORMATS.get(artifact.format).meta["runtime"])
+                # Named with its target: android's and ios's copies of one .pte each run in the runtime.
+                log.info("verifying %s/%s in %s", target, artifact.path.name,
+                         FORMATS.get(artifact.format).meta["runtime"])
                 own = references_for(artifact, references, prepared=prepared, samples=samples,
                                      timeout_s=config.parity.timeout_s)
                 target_reports.append(verify(artifact, target=target, samples=samples, references=own,
@@ -473,7 +564,7 @@ def _verify_native(artifact: Artifact, python: ArtifactReport, **verify_args) ->
 
 def _references(prepared: Prepared, quant: QuantizeResult | None) -> References:
     return References(eager=prepared.eager_outputs(), int8=quant.outputs if quant else None,
-                      labels=[ref.label for ref, _ in prepared.held_out()])
+                      labels=prepared.truths(), task=prepared.task_metric())
 
 
 def _copy_artifact(artifact: Artifact, folder: Path) -> Artifact:
@@ -510,6 +601,7 @@ def _manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
     return {
         "schema": "deploytool.manifest/1",
         "model": prepared.config.model,
+        **({"weights": str(prepared.config.path(prepared.config.weights))} if prepared.config.weights else {}),
         "inputs_hash": prepared.inputs_hash(Precision(reports[0].precision)),
         "artifact": {**artifacts[0], "backend": "xnnpack"} if reports[0].format == "pte" else artifacts[0],
         "artifacts": artifacts,
@@ -528,7 +620,8 @@ def _is_image_data(prepared: Prepared) -> bool:
 def _calibration_summary(prepared: Prepared) -> dict[str, Any]:
     calibration = prepared.split.calibration
     return {"source": calibration.description, "samples": len(calibration),
-            "held_out": len(prepared.split.held_out), "random": calibration.is_random}
+            "held_out": len(prepared.split.held_out), "random": calibration.is_random,
+            "unreadable": list(prepared.split.unreadable)}
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -587,22 +680,6 @@ def _load_program(path: Path):
     return torch.export.load(path)
 
 
-def _module_outputs(prepared: Prepared, module) -> list[list[np.ndarray]]:
-    """In-process outputs on the held-out samples, one sample per call as the artifact runs them."""
-    import torch
-
-    with torch.inference_mode():
-        return [as_arrays(module(*_to_torch(s, prepared.inputs))) for _, s in prepared.held_out()]
-
-
-def _compare_in_process(prepared: Prepared, quantized: list[list[np.ndarray]], name: str):
-    from deploytool.parity import compare
-
-    eager = prepared.eager_outputs()
-    return compare(eager, quantized, output_names=prepared.output_names, candidate_name=name,
-                   reference_name="eager fp32", thresholds=prepared.config.parity.int8)
-
-
 def _batch_of_one(sample, inputs: tuple[InputSpec, ...]) -> tuple[np.ndarray, ...]:
     """A sample as the model's batch-1 inputs, in the configured dtypes."""
     return tuple(np.ascontiguousarray(a, dtype=spec.dtype)[None] for a, spec in zip(sample, inputs))
@@ -652,3 +729,4 @@ def _check_model_accepts(prepared: Prepared, key: str) -> None:
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                         hint=f"Make the data match the model: {fix}.") from exc
     prepared.memo["output_shapes"] = [tuple(o.shape) for o in flat_outputs(outputs)]  # eager_outputs_shape's
+

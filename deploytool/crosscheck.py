@@ -2,8 +2,10 @@
 
 Rows, on the same held-out real samples:
   * each artifact vs eager fp32 (gated by parity.fp32 / parity.int8);
-  * each int8 artifact vs its own quantized reference (gated by parity.int8_vs_reference), which isolates
-    what lowering and int8 kernels changed from what quantization itself changed:
+  * each int8 artifact vs its own quantized reference, which isolates what lowering and int8 kernels changed
+    from what quantization itself changed. Gated by parity.max_lowering_loss_db on the SQNR against eager the
+    artifact lost compared with that reference (parity.lowering_check), never on an absolute SQNR between the
+    two, which a deep int8 network makes meaningless:
       .pte        the XNNPACKQuantizer PT2E program it was lowered from;
       .int8.pt2   the X86InductorQuantizer PT2E program it was compiled from;
       .int8.onnx  the same QDQ graph run op by op in onnxruntime with graph optimizations off (int8
@@ -61,10 +63,9 @@ def references_for(artifact, references, *, prepared, samples: list, timeout_s: 
             log.warning("no quantized reference for %s: %s", artifact.path.name, run.error)
         return dataclasses.replace(references, int8=run.outputs)
     if artifact.format == "aoti":
-        from deploytool.api import _module_outputs
         from deploytool.export.aoti import x86_int8_program
 
-        return dataclasses.replace(references, int8=_module_outputs(prepared, x86_int8_program(prepared).module()))
+        return dataclasses.replace(references, int8=prepared.outputs_of(x86_int8_program(prepared).module()))
     return references  # .pte (and formats lowered from the same XNNPACK program) keep the PT2E program
 
 

@@ -88,8 +88,6 @@ class CaseResult:
 
     def outcomes(self) -> list[Outcome]:
         """Every check: the artifact ran, each parity threshold, each baseline metric."""
-        from deploytool.parity import LABELS
-
         if self.error:
             return [Outcome("export", False, self.error, error=True)]
         outcomes = []
@@ -100,7 +98,7 @@ class CaseResult:
                                     seconds=r.timings.get("verify", 0.0)))
             for comparison in r.comparisons:
                 outcomes.extend(Outcome(f"{file} ({r.precision}) vs {comparison.reference}: {c.output} "
-                                        f"{LABELS[c.name]}", c.passed, c.line()) for c in comparison.checks)
+                                        f"{c.label}", c.passed, c.line()) for c in comparison.checks)
             outcomes.extend(Outcome(f"{file} ({r.precision}) vs baseline: {d.metric.label}", not d.regressed,
                                     d.line()) for d in self.differences.get(file, []))
         return outcomes

@@ -39,6 +39,7 @@ class ArtifactReport:
     accuracy: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     unverified: bool = False  # calibrated and checked on random data
+    held_out_min: int = 0  # fewer held-out samples than this give no verdict: the report fails (data.holdout_min)
     timings: dict[str, float] = field(default_factory=dict)
     outputs: Any = field(default=None, repr=False)  # the artifact's outputs, for cross-artifact comparison
     companions: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of files that travel with it
@@ -47,7 +48,16 @@ class ArtifactReport:
 
     @property
     def passed(self) -> bool:
-        return self.run_error is None and bool(self.comparisons) and all(c.passed for c in self.comparisons)
+        return (self.run_error is None and bool(self.comparisons) and all(c.passed for c in self.comparisons)
+                and self.shortfall is None)
+
+    @property
+    def shortfall(self) -> str | None:
+        """Why the held-out samples were too few for a verdict, or None: a PASS on 1 sample is no PASS."""
+        from deploytool.data import held_out_shortfall
+
+        eager = self.vs_eager()
+        return held_out_shortfall(eager.samples, self.held_out_min) if eager else None
 
     def vs_eager(self):
         return self.comparisons[0] if self.comparisons else None
@@ -66,6 +76,7 @@ class ArtifactReport:
             "delegation": delegation,
             "parity": {
                 "unverified": self.unverified,
+                "shortfall": self.shortfall,
                 "run_error": self.run_error,
                 "comparisons": [_comparison_dict(c) for c in self.comparisons],
             },
@@ -132,6 +143,8 @@ def summary_table(reports: list[ArtifactReport]) -> str:
             delegated += f" ({len(r.delegation.excluded)} left out)"
         parity = "PASS" if r.passed else (failure_verdict(r.run_error) if r.run_error else
                                           "NOT BUILT" if r.build_error else "FAIL")
+        if r.shortfall:
+            parity += f" ({r.vs_eager().samples} held out, {r.held_out_min} needed)"
         if r.unverified:
             parity += " (unverified: random data)"
         rows.append((r.model, r.target, name, r.precision, human_size(r.size_bytes), delegated,
@@ -172,11 +185,14 @@ def details(reports: list[ArtifactReport]) -> str:
         if r.build_error:
             lines.append(f"  [FAIL] {r.format} could not be built: {r.build_error}")
             lines.extend([f"  hint: {r.build_hint}"] if r.build_hint else [])
+        if r.shortfall:
+            lines.append(f"  [FAIL] {r.shortfall}: add real samples, or lower data.holdout_min to accept a weaker "
+                         "check")
         for comparison in r.comparisons:
             lines.extend(f"  {line}" for line in comparison.checklist())
         if r.accuracy:
             eager, artifact = r.accuracy["eager_fp32"], r.accuracy["artifact"]
-            lines.append(f"  top-1 accuracy on {r.accuracy['labelled_samples']} held-out labelled samples: "
+            lines.append(f"  {r.accuracy['metric']} on {r.accuracy['labelled_samples']} held-out labelled samples: "
                          f"eager fp32 {eager:.2%}, {r.artifact_path.name} {r.precision} {artifact:.2%} "
                          f"({(artifact - eager) * 100:+.1f} points)")
         if r.delegation and r.delegation.not_delegated:

@@ -58,7 +58,8 @@ class ZooEntry:
     recipe: Recipe = Recipe()
     architecture: Callable[[], Any] | None = None  # the bare module, for user-supplied weights
     cached_weights: Callable[[], Path | None] | None = None  # a weights file the user already has, if any
-    label_of: Callable[[Any], int | None] | None = None  # SampleRef -> class index, when labels are not folders
+    label_of: Callable[[Any], Any] | None = None  # SampleRef -> its truth (class index, pitch), when not from folders
+    task_metric: Any = None  # deploytool.parity.TaskMetric over label_of's truths; None: top-1 accuracy if labelled
     notes: tuple[str, ...] = ()  # anything else a user should know (input size chosen for CI time, ...)
     targets: tuple[str, ...] = ("android", "ios")
 
@@ -143,16 +144,15 @@ METRICS = {
 FP32_SQNR_FLOOR_DB = 60.0
 
 
-def measure(report, *, labels: list[int | None]) -> dict[str, Any]:
-    """The zoo's metrics of one artifact report; `labels` align with the held-out samples."""
-    from deploytool.parity import accuracy
-
+def measure(report) -> dict[str, Any]:
+    """The zoo's metrics of one artifact report; `accuracy` is the entry's task metric (top-1 accuracy, pitch
+    accuracy) on the held-out samples."""
     eager = report.vs_eager()
     first = eager.outputs[0] if eager else None
     result: dict[str, Any] = {
         "sqnr_db": round(first.sqnr_db, 2) if first else None,
         "top1_agreement": round(first.top1_agreement, 4) if first and first.top1_agreement is not None else None,
-        "accuracy": None,
+        "accuracy": round(report.accuracy["artifact"], 4) if report.accuracy else None,
         "size_bytes": report.size_bytes,
         "delegated_share": round(report.delegation.share, 4) if report.delegation else None,
         "parity_passed": report.passed,
@@ -161,8 +161,6 @@ def measure(report, *, labels: list[int | None]) -> dict[str, Any]:
                           for line in c.checklist()[1:] if "[FAIL]" in line],
         "build_s": round(report.timings.get("build", 0.0), 1),
     }
-    if report.outputs is not None and any(y is not None for y in labels):
-        result["accuracy"] = round(accuracy(report.outputs, labels), 4)
     return result
 
 
@@ -268,13 +266,12 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
     precisions = precisions or recipe.precisions
     configs = {p: entry_config(zoo_entry, recipe, output=output / p, weights=weights) for p in precisions}
     prepared = api.prepare(configs[precisions[0]])
-    labels = _held_out_labels(prepared, zoo_entry)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     reports = []
     for precision, config in configs.items():
         log.info("zoo %s: %s for %s", name, precision, ", ".join(targets))
         for report in api.export(config, targets=targets, precision=Precision(precision), prepared=prepared):
-            results.setdefault(report.target, {})[precision] = measure(report, labels=labels)
+            results.setdefault(report.target, {})[precision] = measure(report)
             reports.append(report)
     source = zoo_entry.weights_source(weights)
     path = expected_path(name)
@@ -302,11 +299,6 @@ def entry_config(zoo_entry: ZooEntry, recipe: Recipe, *, output: Path, weights: 
              "weights": str(weights) if weights else None}
     return parse_config({k: v for k, v in table.items() if v is not None}, source=f"zoo entry '{zoo_entry.name}'",
                         base_dir=Path.cwd())
-
-
-def _held_out_labels(prepared, zoo_entry: ZooEntry) -> list[int | None]:
-    refs = prepared.split.held_out.refs
-    return [zoo_entry.label_of(ref) if zoo_entry.label_of else ref.label for ref in refs]
 
 
 def _write_expected(path: Path, zoo_entry: ZooEntry, recipe: Recipe, source: str, results, previous) -> None:

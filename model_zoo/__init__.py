@@ -5,9 +5,15 @@ ZOO.register("digits", "model_zoo.digits.entry:ENTRY", task="image classificatio
              inputs="x: 1x1x8x8 float32", targets=("android", "ios"))
 ZOO.register("text", "model_zoo.text.entry:ENTRY", task="text classification (4 topics), transformer encoder",
              inputs="ids: 1x24 int64", targets=("android", "ios"))
+ZOO.register("crepe_tiny", "model_zoo.crepe_tiny.entry:ENTRY",
+             task="pitch estimation (360 bins, 20 cents each), CREPE tiny", inputs="x: 1x1024 float32",
+             targets=("android", "ios", "server"))
 
-_VISION = {  # torchvision architectures at a smaller input, on real photo crops (model_zoo/vision.py)
-    "mobilenet_v2": "MobileNetV2",
+ZOO.register("mobilenet_v2", "model_zoo.mobilenet_v2.entry:ENTRY",
+             task="image classification (ImageNet, 1000 classes), MobileNetV2, trained weights",
+             inputs="x: 1x3x224x224 float32", targets=("android", "ios", "server"))
+
+_VISION = {  # untrained torchvision architectures at a smaller input, on real photo crops (model_zoo/vision.py)
     "mobilenet_v3_small": "MobileNetV3-Small",
     "resnet18": "ResNet-18",
     "efficientnet_b0": "EfficientNet-B0",

@@ -1,7 +1,9 @@
-"""Real photos without a download: crops of the sample images that ship inside scikit-learn.
+"""Real photos without a download: crops of the sample photos that ship inside scikit-learn, scikit-image
+and matplotlib.
 
 `write_photos(folder, count)` writes `count` JPEG crops (different positions and scales of china.jpg
-and flower.jpg). They calibrate and check the torchvision entries; nothing here is random data.
+and flower.jpg) for the untrained torchvision entries; `crops=shipped_photo_crops` takes them from every
+shipped photo (13), for the trained ImageNet entry. Nothing here is random data.
 """
 from __future__ import annotations
 
@@ -36,9 +38,52 @@ def photo_crops(count: int):
         raise ValueError(f"only {produced} distinct crops are available, {count} were asked for")
 
 
-def write_photos(folder: Path, count: int = 48) -> Path:
+# Every RGB photograph shipped inside scikit-image, matplotlib and scikit-learn (synthetic images left out).
+SHIPPED_PHOTOS = {
+    "skimage": ("data/astronaut.png", "data/chelsea.png", "data/coffee.png", "data/hubble_deep_field.jpg",
+                "data/ihc.png", "data/motorcycle_left.png", "data/motorcycle_right.png", "data/retina.jpg",
+                "data/rocket.jpg"),
+    "matplotlib": ("mpl-data/sample_data/grace_hopper.jpg", "mpl-data/sample_data/Minduka_Present_Blue_Pack.png"),
+    "sklearn": ("datasets/images/china.jpg", "datasets/images/flower.jpg"),
+}
+# Square crops as a share of the shorter side, and their positions (fractions of the free space): whole
+# photos and closer views, so the crops differ in content and scale, not just position.
+CROP_LAYOUT = ((1.0, ((0.5, 0.5),)), (0.7, ((0, 0), (1, 0), (0, 1), (1, 1))), (0.45, ((0.25, 0.25), (0.75, 0.25),
+                                                                                       (0.25, 0.75), (0.75, 0.75))))
+
+
+def shipped_photo_crops(count: int):
+    """Yield (name, PIL.Image) square crops of every photo in SHIPPED_PHOTOS, layout by layout, so the first
+    `count` cover every photo before repeating one; deterministic and all distinct."""
+    import importlib
+
+    from PIL import Image
+
+    photos = []
+    for package, files in SHIPPED_PHOTOS.items():
+        root = Path(importlib.import_module(package).__file__).parent
+        photos.extend((Path(file).stem, root / file) for file in files)
+    opened = {name: Image.open(path).convert("RGB") for name, path in photos}
+    produced = 0
+    for share, positions in CROP_LAYOUT:
+        for x, y in positions:
+            for name, image in opened.items():
+                if produced == count:
+                    return
+                width, height = image.size
+                size = round(min(width, height) * share)
+                left, top = round((width - size) * x), round((height - size) * y)
+                yield f"{name}_{int(share * 100):03d}_{left:04d}_{top:04d}", image.crop((left, top, left + size,
+                                                                                         top + size))
+                produced += 1
+    if produced < count:
+        raise ValueError(f"only {produced} distinct crops are available, {count} were asked for")
+
+
+def write_photos(folder: Path, count: int = 48, *, crops=photo_crops) -> Path:
+    """`count` JPEG crops from `crops` (photo_crops: scikit-learn's two photos; shipped_photo_crops: all)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, image in photo_crops(count):
+    for name, image in crops(count):
         target = folder / f"{name}.jpg"
         if not target.exists():  # atomic: an interrupted run never leaves a truncated JPEG that is then kept
             buffer = io.BytesIO()

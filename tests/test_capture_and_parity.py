@@ -64,8 +64,9 @@ def test_identical_outputs_are_exact_and_every_check_is_reported():
     result = compare(outputs, flipped, output_names=("o",), candidate_name="m.pte", reference_name="eager",
                      thresholds=Thresholds(min_sqnr_db=30, min_cosine=0.99, min_top1_agreement=0.9))
     assert not result.passed
-    assert [c.name for c in result.checks if not c.passed] == ["sqnr_db", "cosine", "top1_agreement"]
-    assert "[FAIL] o: top-1 agreement 0.5000 >= 0.9000" in "\n".join(result.checklist())
+    # One flip in two decisive samples: the 95% interval reaches past 0.9, so top-1 alone cannot fail here.
+    assert [c.name for c in result.checks if not c.passed] == ["sqnr_db", "cosine"]
+    assert "[ok  ] o: top-1 agreement 0.5000 (95% CI to 0.9" in "\n".join(result.checklist())
 
 
 def test_accuracy_uses_labels_when_present():

@@ -7,9 +7,10 @@ import click
 
 from deploytool.cli.options import (build_config, command_with_examples, executor_options, make_executor, print_json,
                                     project_options, stack)
-from deploytool.config import Observer
+from deploytool.config import Activations, Observer
 
 OBSERVERS = sorted(o.value for o in Observer)
+ACTIVATIONS = [a.value for a in Activations]
 
 
 def recipe_options(function):
@@ -24,8 +25,14 @@ def recipe_options(function):
         click.option("--keep-fp32", "keep_fp32", multiple=True, metavar="PATTERN",
                      help="Leave these eager modules in fp32: a path, a glob (classifier.*) or type:ClassName. "
                           "Repeatable."),
+        click.option("--activations", type=click.Choice(ACTIVATIONS),
+                     help="int8 activations for the .pte: auto searches static, then dynamic, stopping at the first "
+                          "that meets the budget [default: auto]."),
+        click.option("--no-search", is_flag=True, default=None,
+                     help="The plain recipe, no search: the same as --activations static."),
         click.option("--min-sqnr", type=float, metavar="DB",
-                     help="Budget: keep the most sensitive layers in fp32 until output SQNR >= DB."),
+                     help="Budget: output SQNR >= DB [default for the search: 20]; past static and dynamic int8, "
+                          "the most sensitive layers are kept in fp32 until it holds."),
         click.option("--min-top1-agreement", type=float, metavar="X",
                      help="Budget: top-1 agreement with eager fp32 of at least X (0-1)."),
         click.option("--max-accuracy-drop", type=float, metavar="PTS",
@@ -39,7 +46,10 @@ def recipe_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """Takes the recipe flags out of `flags` and returns them as dotted config keys."""
     per_tensor = flags.pop("per_tensor")
     observer = flags.pop("observer")
+    activations = "static" if flags.pop("no_search") else flags.pop("activations")
+    flags.pop("activations", None)
     return {
+        "quantize.activations": activations,
         "quantize.per_channel": False if per_tensor else None,
         "quantize.observer": observer,
         "quantize.percentile": flags.pop("percentile"),

@@ -15,7 +15,6 @@ from deploytool.quantize.diagnose import Evaluation, Session, Sensitivity, candi
 
 log = logging.getLogger("deploytool")
 
-LATENCY_RUNS = 30  # median of 30 batch-1 runs after a warm-up: steady enough to rank steps on small models
 
 
 @dataclass(frozen=True)
@@ -115,19 +114,13 @@ def _step(session: Session, layer: str | None, evaluation: Evaluation, kept: tup
 
 
 def _latency_ms(session: Session, kept: tuple[str, ...]) -> float:
-    """Median batch-1 latency of the program lowered to .pte (XNNPACK), in the ExecuTorch runtime. Lowered
-    through the export's cache, so `export` reuses the .pte of the step the fallback settles on."""
-    from executorch.runtime import Runtime
+    """Median batch-1 latency of the step's .pte in the ExecuTorch runtime, lowered through the export's cache,
+    so `export` reuses the .pte of the step the fallback settles on."""
+    from deploytool.export.executorch import PTE_CACHE, pte_cost
 
-    from deploytool.bench import measure
-    from deploytool.export.executorch import PTE_CACHE, lower_pte_cached
-
-    program = session.quantized(kept).program
-    data, _ = lower_pte_cached(program, cache_dir=session.prepared.config.output_dir / PTE_CACHE)
-    method = Runtime.get().load_program(data).load_method("forward")
-    inputs = tuple(t.contiguous() for t in session.prepared.example_inputs)
-    timed = measure(lambda: method.execute(inputs), runs=LATENCY_RUNS, warmup=1, load_s=0.0, thread_setting="")
-    return round(timed["median_ms"], 4)
+    latency, _ = pte_cost(session.quantized(kept).program, cache_dir=session.prepared.config.output_dir / PTE_CACHE,
+                          example_inputs=session.prepared.example_inputs)
+    return round(latency, 4)
 
 
 def quantize_within_budget(session: Session, *, executor: Any = None) -> tuple[Any, dict[str, Any]]:

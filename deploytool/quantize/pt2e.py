@@ -1,4 +1,4 @@
-"""PT2E static int8 with ExecuTorch's XNNPACKQuantizer, calibrated in batches on real data."""
+"""PT2E int8 with ExecuTorch's XNNPACKQuantizer: static (calibrated in batches on real data) or dynamic."""
 from __future__ import annotations
 
 import logging
@@ -41,6 +41,31 @@ def quantize(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, e
     calibrated = calibrate(captured, recipe=recipe, calibration=calibration, example_inputs=example_inputs,
                            batch_size=batch_size, keep_fp32=keep_fp32)
     return finish(captured, calibrated, example_inputs=example_inputs)
+
+
+def quantize_dynamic(captured: Captured, *, recipe: QuantConfig, example_inputs: tuple,
+                     keep_fp32: Sequence[str] = ()) -> Captured:
+    """int8 weights, activations quantized per inference: no calibration, one forward for the weight observers.
+
+    >>> q = quantize_dynamic(captured, recipe=QuantConfig(), example_inputs=(x,))
+    """
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from deploytool.quantize.recipes import build_quantizer, module_names, resolve_layers
+
+    graph_module = captured.program.module()
+    kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(graph_module))
+    try:
+        observed = prepare_pt2e(graph_module, build_quantizer(recipe, keep_fp32=kept, dynamic=True))
+    except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
+        raise QuantizeError(f"Inserting dynamic int8 observers failed: {type(exc).__name__}: {exc}",
+                            hint="Try --activations static; add -v for the traceback.") from exc
+    with torch.inference_mode():
+        observed(*example_inputs)
+    # Converted in place, unlike `convert`: a deep copy loses the links torchao's metadata pass needs to find
+    # each dynamic input's choose_qparams node ("No chose qparams node found for conv2d").
+    return reexport(captured, convert_pt2e(observed), example_inputs=example_inputs)
 
 
 def finish(captured: Captured, calibrated: Calibrated, *, example_inputs: tuple) -> Captured:

@@ -23,9 +23,10 @@ EPS = 2 ** -12  # the floor on scales that ExecuTorch's XNNPACK configs use
 HISTOGRAM_SAMPLE = 1 << 18  # values per activation and batch that feed a histogram: ~128 per bin of 2048
 
 
-def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = ()):
+def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = (), dynamic: bool = False):
     """deploytool's XNNPACKQuantizer (quantize/xnnpack.py) for the recipe; modules named in `keep_fp32` (and
-    their children) stay fp32.
+    their children) stay fp32. `dynamic`: int8 weights with activation ranges measured per inference
+    (ExecuTorch's dynamic config, whose activation observers only mark the tensors: nothing to calibrate).
 
     >>> quantizer = build_quantizer(QuantConfig(observer=Observer.MINMAX), keep_fp32=("classifier",))
     """
@@ -35,11 +36,14 @@ def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = ()):
 
     from deploytool.quantize.xnnpack import quantizer_class
 
-    base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel)
-    activation = _activation_spec(base.input_activation, recipe)
+    base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel, is_dynamic=dynamic)
     weight = dataclasses.replace(base.weight, observer_or_fake_quant_ctr=weight_observer_class(
         recipe.per_channel).with_args(eps=EPS))
-    config = QuantizationConfig(activation, activation, weight, base.bias, base.is_qat)
+    if dynamic:
+        config = QuantizationConfig(base.input_activation, base.output_activation, weight, base.bias, base.is_qat)
+    else:
+        activation = _activation_spec(base.input_activation, recipe)
+        config = QuantizationConfig(activation, activation, weight, base.bias, base.is_qat)
     quantizer = quantizer_class()().set_global(config)
     if keep_fp32:
         # set_module_name(name, None) is refused by this XNNPACKQuantizer; its filter does the same job.

@@ -25,7 +25,10 @@ def quantizer_class():
         SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if not p.is_qat]
 
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            if self.global_config is not None:
+            # Dynamic int8 quantizes each conv input at run time: there is no output range to fuse a clamp into.
+            dynamic = self.global_config is not None and getattr(self.global_config.input_activation,
+                                                                 "is_dynamic", False)
+            if self.global_config is not None and not dynamic:
                 annotate_conv_clamp(model, self.global_config, clamps=clamps, keep=self.filter_fn)
             return super().annotate(model)  # its annotators skip the nodes annotated here
 

@@ -1,5 +1,6 @@
-"""Zoo entry `mobilenet_v2`: torchvision's mobilenet_v2 at 128x128, parity-checked on real photo crops.
-fp32 only for now: its int8 .pte mismatches (see the recipe)."""
-from model_zoo.vision import int8_mismatch, torchvision_entry
+"""Zoo entry `mobilenet_v2`: torchvision's MobileNetV2 with its ImageNet weights (IMAGENET1K_V1), at 224x224,
+calibrated and checked on real photos."""
+from model_zoo.imagenet import trained_entry
+from model_zoo.weights import MOBILENET_V2
 
-ENTRY = torchvision_entry("mobilenet_v2", recipe=int8_mismatch(sqnr_db=7.5, top1_agreement=0.29, vs_reference_db=9.7))
+ENTRY = trained_entry("mobilenet_v2", weights=MOBILENET_V2)
