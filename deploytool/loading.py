@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploytool.config import IMAGENET, InputSpec, Preprocess
+from deploytool.config import InputSpec, Preprocess
 from deploytool.errors import ModelLoadError, UsageError, did_you_mean
 
 
@@ -146,7 +146,8 @@ def _load_torchvision(name: str) -> Loaded:
         raise UsageError(f"Unknown torchvision model '{name}'. {did_you_mean(name, known)}")
     module = models.get_model(name, weights=None).eval()
     categories = _imagenet_categories(models, name)
-    return Loaded(module, f"torchvision:{name}", ("x",), (InputSpec("x", (1, 3, 224, 224)),), IMAGENET, categories)
+    # No preprocessing of its own: prepare's ImageNet default, fitted to --input-shape when one is given.
+    return Loaded(module, f"torchvision:{name}", ("x",), (InputSpec("x", (1, 3, 224, 224)),), None, categories)
 
 
 def _imagenet_categories(models, name: str) -> tuple[str, ...]:

@@ -90,3 +90,47 @@ def test_json_output_is_machine_readable(cli, digit_images):
     result = cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--calib-limit", "32", "--json")
     payload = json.loads(result.stdout)
     assert payload["calibration_samples"] == 32 and payload["parity_vs_eager"]["passed"]
+
+
+def test_input_shape_flag_parses_to_inputs_tables_and_says_where_the_toml_form_is(cli):
+    from deploytool.cli.options import parse_input_shapes
+
+    assert parse_input_shapes(("1,3,160,160",)) == [{"name": "", "shape": [1, 3, 160, 160]}]
+    assert parse_input_shapes(("ids:1,128", "mask:1x128")) == [{"name": "ids", "shape": [1, 128]},
+                                                                 {"name": "mask", "shape": [1, 128]}]
+    assert parse_input_shapes(()) is None
+    assert "[[inputs]]" in cli("quantize", "--help").stdout and "--input-shape" in cli("export", "--help").stdout
+    result = cli("quantize", "--model", "zoo:digits", "--input-shape", "1,three,8,8", expect=2)
+    assert "--input-shape '1,three,8,8' is not a shape" in result.stderr and "[[inputs]]" in result.stderr
+
+
+def test_input_shape_flag_sets_the_shape_and_the_log_says_what_was_assumed(photos, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from deploytool import api
+    from deploytool.cli.options import build_config
+
+    (tmp_path / "model.py").write_text(textwrap.dedent("""
+        import torch
+
+        def build():
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                       torch.nn.Linear(4, 2))
+    """))
+    monkeypatch.chdir(tmp_path)
+    flags = {"model": "model.py:build", "calib": str(photos)}
+    with caplog.at_level(logging.INFO, logger="deploytool"):
+        default = api.prepare(build_config(flags))
+    assert default.inputs[0].shape == (1, 3, 224, 224)
+    assumed = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("inputs:"))
+    assert assumed.startswith("inputs: input 1x3x224x224 float32 (from the first calibration sample, ")
+    assert "resize 256, center crop 224x224, RGB" in assumed and "(default ImageNet conventions" in assumed
+    assert "--input-shape" in assumed and "[preprocess] in deploytool.toml" in assumed
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="deploytool"):
+        small = api.prepare(build_config({**flags, "input_shapes": ("1,3,40,40",)}))
+    assert small.inputs[0].name == "input" and small.inputs[0].shape == (1, 3, 40, 40)
+    assert tuple(small.example_inputs[0].shape) == (1, 3, 40, 40)
+    assumed = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("inputs:"))
+    assert "inputs: input 1x3x40x40 float32 (from --input-shape or [[inputs]] in the config)" in assumed
+    assert "resize 46, center crop 40x40" in assumed

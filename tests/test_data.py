@@ -146,3 +146,60 @@ def test_random_data_must_be_asked_for_and_is_marked(tmp_path):
     dataset = open_dataset("random", base_dir=tmp_path, preprocess=IMAGENET, input_names=("x",),
                            inputs=(InputSpec("x", (1, 3, 4, 4)),))
     assert dataset.is_random and "unverified" in dataset.description
+
+
+def _digit_folder(tmp_path, digit_images, count: int):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for path in sorted(digit_images.rglob("*.png"))[:count]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_unreadable_images_are_left_out_of_every_count_and_named(tmp_path, digit_images, caplog):
+    folder = _digit_folder(tmp_path, digit_images, 40)
+    (folder / "zz_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (folder / "zz_fake.jpg").write_bytes(b"not a jpeg")
+    with caplog.at_level(logging.WARNING, logger="deploytool"):
+        parts = split(open_(folder), holdout=0.2, holdout_min=8, calib_limit=None)
+    assert len(parts.calibration) + len(parts.held_out) == 40  # the decoded samples, not the 42 files
+    assert parts.unreadable == ("zz_bad.png", "zz_fake.jpg")
+    assert len(parts.held_out) >= 8, "an unreadable held-out file is replaced, not just dropped"
+    assert sum(1 for _ in parts.calibration.samples()) == len(parts.calibration)
+    assert sum(1 for _ in parts.held_out.samples()) == len(parts.held_out)
+    assert "skipping zz_bad.png: not a readable image" in caplog.text and "zz_fake.jpg" in caplog.text
+
+
+def test_too_few_readable_samples_names_the_unreadable_files(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(11):
+        (folder / f"notes{i}.txt").write_text("text")
+    (folder / "photo.jpg").write_bytes(b"text saved as .jpg")
+    with pytest.raises(DataError, match=r"None of the 1 samples .* could be read.*photo.jpg: not a readable image"):
+        split(open_(folder), holdout=0.2, holdout_min=8, calib_limit=None)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "ok.png")
+    with pytest.raises(DataError, match=r"Only 1 of the 2 samples .* Unreadable: photo.jpg"):
+        split(open_(folder), holdout=0.2, holdout_min=8, calib_limit=None)
+
+
+def test_split_counts_what_calib_limit_leaves_unused(digit_images):
+    parts = split(open_(digit_images), holdout=0.5, holdout_min=8, calib_limit=256)
+    assert len(parts.calibration) == 256
+    assert parts.unused == 899 - 256 - len(parts.held_out) > 0
+
+
+def test_tiny_data_is_too_little_for_a_verdict_and_says_so(tmp_path, digit_images):
+    from deploytool.data import held_out_shortfall
+    from deploytool.quantize.sufficiency import sample_warnings
+
+    parts = split(open_(_digit_folder(tmp_path, digit_images, 3)), holdout=0.2, holdout_min=8, calib_limit=None)
+    assert len(parts.held_out) + len(parts.calibration) == 3
+    warnings = sample_warnings(parts, holdout_min=8)
+    assert warnings[0].startswith(f"only {len(parts.held_out)} held-out sample")
+    assert "needs at least 8 (data.holdout_min)" in warnings[0] and "16 or more" in warnings[0]
+    assert "calibrating on only" in warnings[1]
+    assert held_out_shortfall(1, 8) == "only 1 held-out sample; a parity verdict needs at least 8 (data.holdout_min)"
+    assert held_out_shortfall(8, 8) is None
+    enough = split(open_(digit_images), holdout=0.2, holdout_min=8, calib_limit=None)
+    assert sample_warnings(enough, holdout_min=8) == []

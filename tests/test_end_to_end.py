@@ -10,9 +10,15 @@ from deploytool.fsutil import sha256_file
 
 
 def test_digits_quantize_then_export_with_no_repeated_flags(cli, digit_images):
-    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.5")
+    quantized = cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.5")
+    # The log accounts for all 899 digits, and says which shape and preprocessing it assumed, and why.
+    counts = re.search(r"\((\d+) to calibrate, (\d+) held out; (\d+) not used: data.calib_limit = 256\)",
+                       quantized.stderr)
+    assert counts and sum(map(int, counts.groups())) == 899 and counts.group(1) == "256"
+    assert "inputs: x 1x1x8x8 float32 (from the zoo entry); preprocessing: no resize" in quantized.stderr
     result = cli("export", "--target", "android,ios")
     assert "PASS" in result.stdout
+    assert "verifying android/model.pte" in result.stderr and "verifying ios/model.pte" in result.stderr
     held_out = re.search(r"top-1 accuracy on (\d+) held-out labelled samples", result.stdout)
     assert held_out and 400 < int(held_out.group(1)) < 500  # about half of the 899 digits
     for target in ("android", "ios"):

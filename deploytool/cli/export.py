@@ -94,7 +94,8 @@ def show_reports(reports, *, as_json: bool) -> None:
             reports) else ""
         raise StageError(f"Could not build {names}: {unbuilt[0].build_error}.{others}", hint=unbuilt[0].build_hint)
     if failed:
-        names = ", ".join(f"{r.target} ({r.artifact_path})" for r in failed)
+        names = ", ".join(f"{r.target} ({r.artifact_path})" + (f": {r.shortfall}" if r.shortfall else "")
+                          for r in failed)
         raise ParityFailed(f"Parity failed for {names}; the artifacts are kept and flagged in report.json.",
                            hint="See the checklist above; `deploytool quantize` with more calibration data, or "
                                 "--precision fp32, are the usual next steps.")

@@ -27,10 +27,38 @@ def project_options(function):
         click.option("--calib-limit", type=int, help="Use at most this many calibration samples [default: 256]."),
         click.option("--holdout", type=float, help="Share of samples held out for parity, never calibrated on "
                                                     "[default: 0.2]."),
+        click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME:]D,D,...",
+                     help="The model's input shape, batch first, e.g. 1,3,160,160 (x:1,3,160,160 names the forward() "
+                          "argument; repeat for several inputs; float32). Replaces the [[inputs]] tables of "
+                          "deploytool.toml, where dtype can be set too [default: from the zoo entry or the first "
+                          "sample]."),
         click.option("--output", help="Output folder [default: build/deploytool]."),
         click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout."),
     ]
     return stack(options, function)
+
+
+def parse_input_shapes(values: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """--input-shape values as [[inputs]] tables; a blank name is filled from forward()'s arguments, in order.
+
+    >>> parse_input_shapes(("x:1,3,160,160",))
+    [{'name': 'x', 'shape': [1, 3, 160, 160]}]
+    """
+    from deploytool.errors import UsageError
+
+    tables = []
+    for value in values:
+        name, _, dims = value.rpartition(":")
+        try:
+            shape = [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
+        except ValueError:
+            shape = []
+        if not shape or min(shape) < 1:
+            raise UsageError(f"--input-shape {value!r} is not a shape of positive sizes.",
+                             hint="e.g. --input-shape 1,3,160,160, or x:1,3,160,160 for the forward() argument x; "
+                                  "the TOML form is [[inputs]] with name, shape and dtype in deploytool.toml.")
+        tables.append({"name": name.strip(), "shape": shape})
+    return tables or None
 
 
 def build_config(flags: dict[str, Any], **extra: Any) -> ProjectConfig:
@@ -56,7 +84,7 @@ FLAG_OF = {key: flag for flag, key in PROJECT_FLAGS.items()} | {"inputs": "--inp
 def config_overrides(flags: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The project flags as dotted config keys; None means the flag was not given."""
     given = {key: flags.get(flag[2:].replace("-", "_")) for flag, key in PROJECT_FLAGS.items()}
-    return {**given, **extra}
+    return {**given, "inputs": parse_input_shapes(flags.get("input_shapes") or ()), **extra}
 
 
 def print_json(value: Any) -> None:

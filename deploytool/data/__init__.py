@@ -112,6 +112,8 @@ def _stack(refs: list[SampleRef], rows: list[Arrays]) -> Arrays:
 class Split:
     calibration: Dataset
     held_out: Dataset
+    unused: int = 0  # samples neither calibrated on nor held out: beyond calib_limit
+    unreadable: tuple[str, ...] = ()  # keys of the files that could not be decoded, named in warnings
 
 
 def split(dataset: Dataset, *, holdout: float, holdout_min: int, calib_limit: int | None) -> Split:
@@ -119,11 +121,39 @@ def split(dataset: Dataset, *, holdout: float, holdout_min: int, calib_limit: in
 
     A sample's side depends only on its own key, so adding files never moves the others (except when the
     `holdout_min` floor tops up a small held-out part). The held-out part is never calibrated on.
+
+    Every sample the split picks is decoded once here: an unreadable one is named in a warning and left
+    out before the parts are counted, so every count a command reports is of samples that really decode.
     """
-    if len(dataset) < 2:
-        raise DataError(f"{dataset.description} holds {len(dataset)} sample(s); at least 2 are needed, one to "
-                        "calibrate and one held out for the parity check.", hint="Add more samples.")
-    ordered = sorted(dataset.refs, key=_position)
+    unreadable: dict[str, str] = {}  # key -> why it could not be decoded
+    readable: set[str] = set()
+    while True:
+        candidates = [ref for ref in dataset.refs if ref.key not in unreadable]
+        # Under 2 samples there is no split; they are decoded anyway, so the error can say which ones fail.
+        calib, held = (_pick(candidates, holdout=holdout, holdout_min=holdout_min, calib_limit=calib_limit)
+                       if len(candidates) >= 2 else (candidates, []))
+        unchecked = [ref for ref in (*calib, *held) if ref.key not in readable]
+        if not unchecked:
+            break
+        # In file order: the samples of a .npz or .pt file are read from one load of it.
+        for ref in sorted(unchecked, key=lambda r: (str(r.path), r.index or 0)):
+            try:
+                dataset.load_one(ref)
+                readable.add(ref.key)
+            except SampleSkipped as exc:
+                log.warning("skipping %s: %s", ref.key, exc)
+                unreadable[ref.key] = str(exc)
+    if len(candidates) < 2:
+        raise _too_few(dataset, len(candidates), unreadable)
+    # Within each part, keep a readable order (by key) so logs and reports are stable.
+    return Split(dataset.subset(sorted(calib, key=lambda r: r.key)), dataset.subset(sorted(held, key=lambda r: r.key)),
+                 unused=len(candidates) - len(calib) - len(held), unreadable=tuple(sorted(unreadable)))
+
+
+def _pick(refs: list[SampleRef], *, holdout: float, holdout_min: int,
+          calib_limit: int | None) -> tuple[list[SampleRef], list[SampleRef]]:
+    """(calibration, held out) by hash position, with the holdout_min floor and the calib_limit cut."""
+    ordered = sorted(refs, key=_position)
     held = [ref for ref in ordered if _position(ref) < holdout]
     floor = min(holdout_min, len(ordered) // 2)
     if len(held) < floor:
@@ -134,8 +164,30 @@ def split(dataset: Dataset, *, holdout: float, holdout_min: int, calib_limit: in
         held, calib = held[:-1], held[-1:]
     if calib_limit is not None:
         calib = calib[:calib_limit]  # hash order: a limited calibration set still spans the classes
-    # Within each part, keep a readable order (by key) so logs and reports are stable.
-    return Split(dataset.subset(sorted(calib, key=lambda r: r.key)), dataset.subset(sorted(held, key=lambda r: r.key)))
+    return calib, held
+
+
+def held_out_shortfall(count: int, holdout_min: int) -> str | None:
+    """Why `count` held-out samples are too few for a parity verdict, or None when they are enough.
+
+    >>> held_out_shortfall(1, 8)
+    'only 1 held-out sample; a parity verdict needs at least 8 (data.holdout_min)'
+    """
+    if count >= holdout_min:
+        return None
+    return (f"only {count} held-out sample{'s' if count != 1 else ''}; a parity verdict needs at least {holdout_min} "
+            "(data.holdout_min)")
+
+
+def _too_few(dataset: Dataset, readable: int, unreadable: dict[str, str]) -> DataError:
+    needed = "at least 2 are needed, one to calibrate and one held out for the parity check"
+    if not unreadable:
+        return DataError(f"{dataset.description} holds {readable} sample(s); {needed}.", hint="Add more samples.")
+    named = "; ".join(f"{key}: {why}" for key, why in list(unreadable.items())[:5])
+    more = f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+    count = f"None of the {len(dataset)}" if not readable else f"Only {readable} of the {len(dataset)}"
+    return DataError(f"{count} samples in {dataset.description} could be read ({needed}). Unreadable: "
+                     f"{named}{more}.", hint="Replace or remove the unreadable files, or add readable samples.")
 
 
 def _position(ref: SampleRef) -> float:

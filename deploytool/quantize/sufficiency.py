@@ -1,8 +1,8 @@
 """Is the calibration data good enough? Warnings, never errors: the user decides.
 
-Three questions: do the inputs look real (not constant, not all zero, not i.i.d. noise); did the
-activation ranges settle (ranges after half the samples vs after all of them); does the held-out data
-stay inside the calibrated ranges (share of values an int8 range would clip, per layer).
+Four questions: are there enough samples; do the inputs look real (not constant, not all zero, not i.i.d.
+noise); did the activation ranges settle (ranges after half the samples vs after all of them); does the
+held-out data stay inside the calibrated ranges (share of values an int8 range would clip, per layer).
 """
 from __future__ import annotations
 
@@ -16,6 +16,29 @@ INPUT_SAMPLES = 64  # enough samples to tell real data from noise; reading more 
 NOISE_CORRELATION = 0.1  # real images and signals have neighbour correlation well above 0.1; i.i.d. noise ~0
 RANGE_SHIFT = 0.1  # ranges moving >10% of their width in the second half of calibration have not settled
 CLIPPED_SHARE = 0.01  # >1% of a layer's held-out values outside its calibrated range is visible drift
+MIN_CALIBRATION = 16  # fewer samples rarely reach the extremes real inputs hit: the int8 ranges come out too narrow
+
+
+def sample_warnings(parts, *, holdout_min: int) -> list[str]:
+    """Warnings about too little data in a deploytool.data.Split: held-out samples too few for a parity verdict
+    (export and check then fail), calibration samples too few for ranges that hold.
+
+    >>> sample_warnings(split(three_images, holdout=0.2, holdout_min=8, calib_limit=None), holdout_min=8)
+    ['only 1 held-out sample; a parity verdict needs at least 8 (data.holdout_min): ...', 'calibrating on only 2 ...']
+    """
+    from deploytool.data import held_out_shortfall
+
+    warnings = []
+    shortfall = held_out_shortfall(len(parts.held_out), holdout_min)
+    if shortfall:
+        warnings.append(f"{shortfall}: every parity check will fail until there are more (add real samples to "
+                        f"--calib: {2 * holdout_min} or more give {holdout_min} held out), or set data.holdout_min "
+                        "lower to accept a weaker check")
+    calibration = len(parts.calibration)
+    if calibration < MIN_CALIBRATION and not parts.unused:
+        warnings.append(f"calibrating on only {calibration} sample{'s' if calibration != 1 else ''}: int8 ranges "
+                        f"from fewer than {MIN_CALIBRATION} rarely cover what real inputs reach; add real samples")
+    return warnings
 
 
 def input_warnings(samples: Iterable[tuple[np.ndarray, ...]]) -> list[str]:

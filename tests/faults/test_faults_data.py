@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -226,3 +228,19 @@ def test_no_calibration_data_fails_before_the_factory_runs(fault, project):
     fault("quantize", "--model", "marked.py:build", error=DataError, exit_code=2,
           fragments=("No calibration data given.",))
     assert not (project / "factory-ran").exists()
+
+
+def test_three_images_give_no_pass_exit_1_naming_the_held_out_count(cli, digit_images, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for path in sorted(digit_images.rglob("*.png"))[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    result = cli("export", "--model", "zoo:digits", "--calib", "imgs", "--precision", "fp32", "--target", "android",
+                 expect=1)
+    needed = "a parity verdict needs at least 8 (data.holdout_min)"
+    assert "warning: only" in result.stderr and needed in result.stderr  # said before the slow work, too
+    assert "PASS" not in result.stdout.split("cross-runtime")[0]  # the summary row, where the verdict is
+    assert re.search(r"FAIL \(\d held out, 8 needed\)", result.stdout)
+    assert "[FAIL] only" in result.stdout and needed in result.stdout
+    report = json.loads((tmp_path / "build/deploytool/android/report.json").read_text())
+    assert report["passed"] is False and needed in report["artifacts"][0]["parity"]["shortfall"]
