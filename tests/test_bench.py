@@ -124,6 +124,15 @@ def test_measure_records_the_machine_load():
     assert result["cores"] >= 1 and (result["load_avg"] is None or result["load_avg"] >= 0)
 
 
+def test_inspect_spells_each_dtype_one_way():
+    from deploytool.inspect import TensorInfo, dtype_name
+
+    # ExecuTorch's ScalarType outside a delegate, XNNPACK's datatype inside it: the same float32 input.
+    assert dtype_name("FLOAT") == dtype_name("xnn_datatype_fp32") == "float32"
+    assert dtype_name("LONG") == "int64" and dtype_name("xnn_datatype_qcint8") == "qcint8"
+    assert TensorInfo("x", [1, 3, 8, 8], dtype_name("xnn_datatype_fp32"), False).bytes == 3 * 64 * 4
+
+
 @pytest.mark.slow
 def test_inspect_reads_the_xnnpack_graph_inside_the_pte_and_the_optimized_onnx(exported):
     cli, output = exported
@@ -133,6 +142,8 @@ def test_inspect_reads_the_xnnpack_graph_inside_the_pte_and_the_optimized_onnx(e
     assert pte["not_delegated"] == {}
     assert pte["qdq_boundaries"] == xnnpack["XNNConvert"] == 2, "int8 end to end: quantize in, dequantize out"
     assert any(t["dtype"] == "qcint8" and t["constant"] for t in pte["tensors"]), "per-channel int8 weights"
+    float_names = {t["dtype"] for t in pte["tensors"]} & {"float", "fp32", "float32"}
+    assert float_names <= {"float32"}, "one name for float32, inside the delegate and outside it"
     onnx = json.loads(cli("inspect", str(output / "server" / "model.int8.onnx"), "--json").stdout)
     optimized = next(iter(onnx["delegated"].values()))
     assert optimized.get("QLinearConv", 0) >= 1, optimized

@@ -26,5 +26,7 @@ def write_digit_images(folder: Path) -> Path:
 
 if __name__ == "__main__":
     out = write_digit_images(Path(sys.argv[1] if len(sys.argv) > 1 else "digits"))
-    print(f"wrote {sum(1 for _ in out.rglob('*.png'))} digit images (never used in training) to {out}",
+    # `quantize` then says how it uses them: the held-out share, at most data.calib_limit to calibrate, the rest unused.
+    print(f"wrote {sum(1 for _ in out.rglob('*.png'))} digit images (never used in training) to {out}; quantize "
+          "holds out a share for parity (--holdout) and calibrates on at most --calib-limit (256) of the rest",
           file=sys.stderr)
