@@ -82,7 +82,7 @@ def _open_locked(fcntl, folder: Path, timeout_s: float) -> int:
         except OSError as exc:
             raise OutputError.cannot_write(folder, exc) from None
         try:
-            _acquire(fcntl, handle, folder, max(0.0, deadline - time.monotonic()))
+            _acquire(fcntl, handle, folder, timeout_s, deadline)
             if _is_file_at(handle, folder / LOCK_FILE):
                 return handle
         except BaseException:
@@ -121,8 +121,7 @@ def holds_output_lock(function: F) -> F:
     return locked  # type: ignore[return-value]
 
 
-def _acquire(fcntl, handle: int, folder: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
+def _acquire(fcntl, handle: int, folder: Path, timeout_s: float, deadline: float) -> None:
     waiting = False
     while True:
         try:
