@@ -275,3 +275,29 @@ def test_degraded_int8_parity_fails_against_the_baseline_in_check_and_in_pytest(
     (case,) = json.loads(passed.stdout)["cases"]
     assert (case["id"], case["passed"], case["exported"]) == ("digitnet-android-int8", True, True)
     assert case["baseline"] == {"regressions": [], "improvements": [], "missing": []}
+
+
+# --- check and bench after `zoo run`: the model the manifests record ---------------------------------------
+
+
+def test_check_and_bench_take_the_model_from_the_manifests_zoo_run_wrote(cli, tmp_path):
+    weights = Path(__file__).resolve().parent.parent / "model_zoo/digits/digits_cnn.pt"  # the entry's own
+    # Into build/zoo/digits/fp32; the manifest records the weights file, so check and bench load the same model.
+    cli("zoo", "run", "digits", "--target", "android", "--precision", "fp32", "--weights", str(weights))
+    said = f"model from build/zoo/digits/fp32/android/manifest.json: zoo:digits (weights {weights})"
+    checked = cli("check", "--json")  # was `error: No model given.`
+    assert said in checked.stderr
+    (report,) = json.loads(checked.stdout)
+    assert report["passed"] and report["format"] == "pte" and report["precision"] == "fp32"
+    benched = cli("bench", "--json", "--threads", "1", "--runs", "2", "--warmup", "1")
+    assert said in benched.stderr
+    assert [row["name"] for row in json.loads(benched.stdout)][0] == "eager (zoo:digits)"
+
+    # A second output folder under build/: check cannot choose, and says which --output picks each.
+    shutil.copytree(tmp_path / "build/zoo/digits/fp32", tmp_path / "build/other")
+    ambiguous = cli("check", expect=2)
+    assert "--output build/other (zoo:digits)" in ambiguous.stderr
+    assert "--output build/zoo/digits/fp32 (zoo:digits)" in ambiguous.stderr
+    assert "`deploytool check --output build/other`" in ambiguous.stderr  # the first, as the hint's example
+    picked = cli("check", "--output", "build/other")
+    assert "model from build/other/android/manifest.json: zoo:digits (weights" in picked.stderr

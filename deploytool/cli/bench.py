@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from deploytool.cli.options import build_config, command_with_examples, print_json, project_options
+from deploytool.cli.check import config_for_artifacts
+from deploytool.cli.options import command_with_examples, print_json, project_options
 from deploytool.errors import UsageError
 
 
@@ -31,7 +32,7 @@ def bench(artifacts: tuple[Path, ...], threads: str | None, runs: int, warmup: i
     from deploytool.bench import bench as run_bench, table
 
     counts = parse_threads(threads)
-    config = build_config(flags)
+    config = config_for_artifacts(flags, artifacts)
     rows = run_bench(config, artifacts, threads=counts, runs=runs, warmup=warmup)
     if flags["as_json"]:
         print_json([r.to_dict() for r in rows])

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from deploytool.cli.export import show_reports
 from deploytool.cli.options import (FLAG_OF, build_config, command_with_examples, config_overrides,
                                     executor_options, make_executor, print_json, project_options, split_list)
+from deploytool.config import ProjectConfig
 from deploytool.errors import ParityFailed, UsageError
 
 
@@ -48,8 +50,8 @@ def check(target: str | None, native: bool, names: str | None, junit: Path | Non
                              override_names=FLAG_OF)
     named = all(p.name for p in projects)
     executor = make_executor(executor_name, jobs, ray_address)
-    if not named:  # one unnamed model: the recorded `quantize` run fills in what flags leave out, as always
-        projects = [build_config(flags)]
+    if not named:  # one unnamed model: the recorded `quantize` run or the manifests fill in what flags leave out
+        projects = [config_for_artifacts(flags)]
     if not (named or names or junit or update_baseline or executor or gate.baseline_path(projects).is_file()):
         show_reports(api.check(projects[0], targets=split_list(target), native=native), as_json=flags["as_json"])
         return
@@ -61,6 +63,30 @@ def check(target: str | None, native: bool, names: str | None, junit: Path | Non
     result = gate.run(projects, names=split_list(names), targets=split_list(target), export=named,
                       update_baseline=update_baseline, executor=executor)
     show_gate(result, as_json=flags["as_json"], junit=junit, update_baseline=update_baseline)
+
+
+def config_for_artifacts(flags: dict[str, Any], paths: tuple[Path, ...] = ()) -> ProjectConfig:
+    """build_config; when nothing names the model, the one recorded in the manifests of `paths` (artifact files
+    or folders), else of the output folder, else of the one output folder under ./build. Says so on stderr.
+
+    >>> config_for_artifacts({"model": None, "output": None, ...}).model   # after `deploytool zoo run digits`
+    'zoo:digits'
+    """
+    from deploytool.manifests import SEARCH_ROOT, recorded_model, shown
+
+    config = build_config(flags)
+    if config.model:
+        return config
+    default_output = flags.get("output") is None and config.output == ProjectConfig.output
+    folders = [p if p.is_dir() else p.parent for p in paths] or [config.output_dir]
+    recorded = recorded_model(folders, search=Path(SEARCH_ROOT) if default_output and not paths else None)
+    if recorded is None:
+        return config  # `No model given.` follows, from the step that needs it
+    weights = flags.get("weights") or recorded.weights
+    click.echo(f"model from {shown(recorded.manifest)}: {recorded.model}"
+               + (f" (weights {weights})" if weights else ""), err=True)
+    output = flags.get("output") if paths else str(recorded.output_dir)  # benched files stay where they are
+    return build_config({**flags, "model": recorded.model, "weights": weights, "output": output})
 
 
 def show_gate(result, *, as_json: bool, junit: Path | None, update_baseline: bool) -> None:
