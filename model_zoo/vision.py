@@ -1,4 +1,4 @@
-"""What the torchvision entries share: a smaller input, real photo crops, and weights without a download.
+"""What the untrained torchvision entries share: a smaller input, real photo crops, and weights without a download.
 
 No ImageNet weights can be downloaded here. Unless the user brings weights (`--weights`, or the file
 torchvision would download, already in `torch.hub.get_dir()/checkpoints/`), each model is torchvision's
@@ -56,14 +56,16 @@ def torchvision_entry(name: str, *, make: Make | None = None, notes: tuple[str, 
 
 
 def int8_mismatch(*, sqnr_db: float, top1_agreement: float, vs_reference_db: float | None = None) -> Recipe:
-    """An fp32-only recipe for an entry whose int8 .pte fails parity, with the measured numbers as the reason."""
-    reference = (f", and {vs_reference_db:.1f} dB against its own quantized reference (< 25 dB: XNNPACK's int8 "
-                 "kernels also differ from the PT2E reference)" if vs_reference_db is not None else "")
+    """An fp32-only recipe for an untrained entry whose int8 .pte missed 15 dB against eager, with its numbers.
+
+    `vs_reference_db` (the .pte against its own PT2E program) is kept as the measurement it was, not as a verdict:
+    deploytool no longer judges that absolute number (deploytool.parity.lowering_check says why)."""
+    reference = f"; {vs_reference_db:.1f} dB against its own PT2E program" if vs_reference_db is not None else ""
     return Recipe(precisions=("fp32",), fp32_only=(
-        f"the int8 .pte fails parity on the held-out photos: SQNR {sqnr_db:.1f} dB, top-1 agreement "
-        f"{top1_agreement:.2f} (limits 15 dB, 0.85){reference}. With untrained weights the logits are near ties, "
-        "which makes top-1 fragile. Next to try: a keep_fp32 recipe for the depthwise/grouped convs (the entries "
-        "without them pass). Re-check with `deploytool zoo run NAME --precision int8`."))
+        f"the int8 .pte measured SQNR {sqnr_db:.1f} dB, top-1 agreement {top1_agreement:.2f} against eager on the "
+        f"held-out photos (int8 limit 15 dB){reference}. These weights are untrained (random init, BatchNorm "
+        "re-estimated), so int8 parity on them proves nothing either way; the trained mobilenet_v2 entry is the "
+        "int8 judge. Re-check with `deploytool zoo run NAME --precision int8`."))
 
 
 def architecture(make: Make):
