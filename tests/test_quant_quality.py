@@ -7,7 +7,9 @@ that features.3 reads. Real data: the digits PNGs no model was trained on.
 """
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -81,17 +83,60 @@ def test_diagnose_names_the_guilty_layers(cli, project):
     assert {"features.0", "features.3", "classifier"} <= set(page.cells)
 
 
-def test_report_renders_in_headless_chromium(cli, project):
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
-                   None)
+CHROMIUMS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "chrome-headless-shell")
+WINDOW = (1000, 3000)  # CSS pixels (device scale 1): tall enough for the whole page in one screenshot
+# Appended to a copy of the page: once it has loaded, writes what the browser laid out into the DOM, for --dump-dom.
+PROBE = """<script>addEventListener('load', () => { const out = document.createElement('pre'); out.id = 'probe';
+out.textContent = JSON.stringify({images: [...document.images].map(i => { const r = i.getBoundingClientRect();
+  return {alt: i.alt, natural: [i.naturalWidth, i.naturalHeight], box: [r.left, r.top, r.width, r.height]}; }),
+ rows: [...document.querySelectorAll('table tr')].filter(r => r.getBoundingClientRect().height > 0)
+  .map(r => [...r.cells].map(c => c.innerText))});
+document.body.appendChild(out); });</script>"""
+
+
+def test_report_renders_in_headless_chromium(cli, project, tmp_path):
+    """What a person sees: three plots the browser decoded, laid out and painted with content; the layer rows."""
+    from PIL import Image
+
+    browser = next((shutil.which(b) for b in CHROMIUMS if shutil.which(b)), None)
     if browser is None:
-        pytest.skip("no headless Chromium on this machine; report.html is checked with html.parser only")
+        pytest.skip(f"no Chromium binary on PATH (looked for {', '.join(CHROMIUMS)}); .ci/run installs "
+                    "chromium-headless-shell with apt")
     cli("diagnose", "--per-tensor", "--observer", "minmax")
-    shot = project / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1000,2000", (project / "build/deploytool/diagnosis/report.html").as_uri()],
-                   check=True, timeout=120, capture_output=True)
-    assert shot.stat().st_size > 10_000
+    page = project / "build/deploytool/diagnosis/report.html"
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    shot = tmp_path / "shot.png"
+    _chromium(browser, tmp_path, f"--screenshot={shot}", page.as_uri())
+    dom = _chromium(browser, tmp_path, "--dump-dom", probed.as_uri())
+    laid_out = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+
+    assert [i["alt"] for i in laid_out["images"]] == ["per-layer SQNR", "per-output error histograms",
+                                                      "fp32 fallback trade-off"]
+    screenshot = Image.open(shot).convert("L")
+    assert screenshot.size == WINDOW
+    for image in laid_out["images"]:
+        assert min(image["natural"]) > 100, image  # the browser decoded the PNG
+        left, top, width, height = image["box"]
+        assert width > 300 and height > 100 and top + height <= WINDOW[1], image  # laid out, inside the shot
+        plot = np.asarray(screenshot.crop((int(left), int(top), int(left + width), int(top + height))))
+        ink = (plot < 200).mean()  # axes, ticks, lines, bars and labels on the white figure
+        assert 0.01 < ink < 0.9 and len(np.unique(plot)) > 16, (image["alt"], ink)
+    header, *rows = laid_out["rows"]
+    assert header == ["layer", "type", "SQNR (dB)", "held-out clipped"]
+    shown = {row[0]: row for row in rows}
+    assert {"features.0", "features.3", "classifier"} <= set(shown), rows
+    assert all(float(row[2]) < 100 for row in rows)  # a number a person can read, per layer
+
+
+def _chromium(browser: str, profile: Path, *args: str) -> str:
+    """stdout of one headless run, isolated from the machine's profile and from the network."""
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile / 'chromium'}",
+         f"--window-size={WINDOW[0]},{WINDOW[1]}", *args],
+        check=True, timeout=120, capture_output=True, text=True)
+    return result.stdout
 
 
 def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project):
