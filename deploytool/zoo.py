@@ -271,7 +271,7 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
     for precision, config in configs.items():
         log.info("zoo %s: %s for %s", name, precision, ", ".join(targets))
         for report in api.export(config, targets=targets, precision=Precision(precision), prepared=prepared):
-            results.setdefault(report.target, {})[precision] = measure(report)
+            results.setdefault(result_key(report, precision), {})[precision] = measure(report)
             reports.append(report)
     source = zoo_entry.weights_source(weights)
     path = expected_path(name)
@@ -285,6 +285,22 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
         raise_on_findings(run)  # a crash or a parity failure is never stored as the expected result
         _write_expected(path, zoo_entry, recipe, source, results, previous)
     return run
+
+
+def result_key(report, precision: str) -> str:
+    """Where expected.json keeps an artifact's results: the target's name for its main artifact in the run's
+    precision (android's .pte, server's model.int8.onnx in an int8 run), `target/file` for every other one
+    (android/model.ptl, server/model.pt2), so `--target all` compares each artifact with its own baseline.
+
+    >>> result_key(ptl_report, "fp32")
+    'android/model.ptl'
+    """
+    from deploytool.registry import TARGETS
+
+    main = TARGETS.get(report.target).meta["formats"][0]
+    if report.format == main and report.precision == precision:
+        return report.target
+    return f"{report.target}/{report.artifact_path.name}"
 
 
 def entry_config(zoo_entry: ZooEntry, recipe: Recipe, *, output: Path, weights: Path | None = None):

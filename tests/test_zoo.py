@@ -146,3 +146,30 @@ def test_cached_torchvision_weights_replace_the_reestimated_ones(tmp_path, monke
     loaded = squeezenet.instantiate()
     for name, tensor in reference.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+def test_trained_mobilenet_v2_has_imagenet_classes_and_verified_weights(cli):
+    """The class names committed for the entry are torchvision's own, and its weights pass the sha256 check."""
+    from deploytool.torchvision_compat import import_torchvision
+    from model_zoo.weights import MOBILENET_V2, sha256_of
+
+    models = import_torchvision().models
+    categories = models.get_model_weights("mobilenet_v2").IMAGENET1K_V1.meta["categories"]
+    assert list(entry("mobilenet_v2").labels) == categories
+    assert sha256_of(MOBILENET_V2.path()) == MOBILENET_V2.sha256
+    shown = cli("zoo", "show", "mobilenet_v2").stdout
+    assert "classes:  1000 (tench, goldfish," in shown and "trained: torchvision mobilenet_v2 IMAGENET1K_V1" in shown
+
+
+def test_a_damaged_weights_file_is_refused_naming_the_file_and_the_fix(tmp_path):
+    from deploytool.errors import ModelLoadError
+    from model_zoo.weights import MOBILENET_V2, PackagedWeights
+
+    damaged = PackagedWeights("test", MOBILENET_V2.distribution, MOBILENET_V2.version, MOBILENET_V2.member,
+                              "0" * 64)
+    with pytest.raises(ModelLoadError, match="sha256 differs") as raised:
+        damaged.path()
+    assert "make install" in raised.value.hint
+    missing = PackagedWeights("test", "no-such-weights-package", "1.0", "x.pth", "0" * 64)
+    with pytest.raises(ModelLoadError, match="no-such-weights-package is missing"):
+        missing.path()

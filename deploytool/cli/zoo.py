@@ -62,6 +62,9 @@ def show(name: str, as_json: bool) -> None:
     lines = [f"{found.name}", f"  inputs:   {inputs}", f"  targets:  {', '.join(found.targets)}",
              f"  data:     {found.data_note}", f"  weights:  {found.weights_note}"]
     lines += [f"  note:     {note}" for note in found.notes]
+    if found.labels:
+        shown = ", ".join(found.labels[:6]) + (", ..." if len(found.labels) > 6 else "")
+        lines.append(f"  classes:  {len(found.labels)} ({shown})")
     lines += ["  recipe:", f"    precisions: {', '.join(recipe.precisions)}",
               f"    weights per-{'channel' if recipe.per_channel else 'tensor'}; calibration limit "
               f"{recipe.calib_limit or 'default'}; held out {recipe.holdout:.0%}",
