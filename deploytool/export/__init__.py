@@ -43,10 +43,22 @@ class Artifact:
 class Programs:
     """What the writers lower from: the fp32 and (when quantized) int8 programs, static at batch 1."""
 
-    def __init__(self, prepared: Any, *, precision: str, int8_program: Any = None):
+    def __init__(self, prepared: Any, *, precision: str, int8_program: Any = None, int8_activations: str = "static"):
         self.prepared = prepared
         self.precision = precision
         self.int8 = int8_program
+        self.int8_activations = int8_activations  # the plan quantize.json recorded for the .pte
+
+    def plan_difference(self, runtime: str) -> tuple[str, ...]:
+        """A note for an int8 artifact whose runtime cannot follow the .pte's recorded plan, saying what it does.
+
+        >>> Programs(prepared, precision="int8", int8_activations="dynamic").plan_difference("onnxruntime")
+        ("differs from the .pte's plan (dynamic int8 activations, quantize.json): onnxruntime ...",)
+        """
+        if self.int8_activations != "dynamic":
+            return ()
+        return (f"differs from the .pte's plan (dynamic int8 activations, quantize.json): {runtime} gets static int8 "
+                "activations calibrated on the same split, the nearest it supports",)
 
     @functools.cached_property
     def fp32(self) -> Any:

@@ -53,7 +53,8 @@ def write_aoti(programs: Programs, folder: Path) -> list[Artifact]:
     return [fp32, Artifact(int8_path, "aoti", "int8", seconds=time.perf_counter() - started, notes=(
         f"PT2E int8 with X86InductorQuantizer (uint8 activations, per-channel int8 weights), calibrated on "
         f"{len(prepared.split.calibration)} samples (the PT2E calibration split); {kernels}; {batch_note}",
-        "quantized reference: the X86InductorQuantizer PT2E program (not the XNNPACK one the .pte comes from)"))]
+        "quantized reference: the X86InductorQuantizer PT2E program (not the XNNPACK one the .pte comes from)",
+        *programs.plan_difference("AOTInductor")))]
 
 
 def compile_package(program, *, freezing: bool = False) -> bytes:

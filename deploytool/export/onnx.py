@@ -40,7 +40,8 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact]:
             f"onnxruntime static int8, QDQ, {recipe.onnx_calibration.value} calibration on "
             f"{len(prepared.split.calibration)} samples (the PT2E calibration split), "
             f"{'per-channel' if recipe.per_channel else 'per-tensor'} weights; {batch_note}",
-            "quantized reference: this QDQ graph run op by op (onnxruntime graph optimizations off)")))
+            "quantized reference: this QDQ graph run op by op (onnxruntime graph optimizations off)",
+            *programs.plan_difference("onnxruntime"))))
     return artifacts
 
 
