@@ -28,6 +28,7 @@ def bench(artifacts: tuple[Path, ...], threads: str | None, runs: int, warmup: i
     ARTIFACTS are files or folders (default: everything exported into the output folder). Each artifact and
     thread count runs in its own child process on one held-out real sample at batch 1. The eager fp32
     model is always the first row; 'x eager' is each row's latency over eager's at the same thread count.
+    Without --model or a config, the model is the one the artifacts' manifests record.
     """
     from deploytool.bench import bench as run_bench, table
 

@@ -38,6 +38,7 @@ def check(target: str | None, native: bool, names: str | None, junit: Path | Non
 
     Loads each artifact named by <output>/<target>/manifest.json in its real runtime, runs the held-out
     real samples, and compares with the eager model. Exit code 0 when every check passes, 1 otherwise.
+    Without --model or a config, the model is the one the manifests record (e.g. after `deploytool zoo run`).
 
     With named models ([[models]] entries, or a top-level `name`), each model x target is first exported when
     its model, data or options changed since the manifest was written. With deploytool.baseline.json next to
