@@ -44,7 +44,10 @@ def test_eager_tracks_the_pitch_of_the_synthetic_tones(tmp_path):
 def test_int8_pte_keeps_eager_pitch_accuracy(tmp_path):
     from deploytool.zoo import run_entry
 
-    run = run_entry("crepe_tiny", output=tmp_path, targets=("android",))
+    # int8 only: the fp32 .pte matches eager to 128 dB and `zoo run` covers it; ~65 s of CPU, most in quantize.
+    run = run_entry("crepe_tiny", output=tmp_path, targets=("android",), precisions=("int8",))
     assert run.passed, run.findings
-    android = run.results["android"]
-    assert android["int8"]["accuracy"] >= android["fp32"]["accuracy"] - 0.01
+    (report,) = run.reports
+    assert report.format == "pte" and report.precision == "int8"
+    # Measured: 1.00 for both on 47 held-out tones, static int8 (37.4 dB vs eager).
+    assert run.results["android"]["int8"]["accuracy"] >= report.accuracy["eager_fp32"] - 0.01
