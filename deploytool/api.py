@@ -387,10 +387,10 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
 
     plan = plan_formats(targets or config.targets, formats)
     prepared = prepared or prepare(config)
-    precision = precision or config.precision or _default_precision(config)
+    precision = precision or default_precision(config)
     quant = quantize(config, prepared) if precision is Precision.INT8 else None
-    programs = Programs(prepared, precision=precision.value,
-                        int8_program=quant.program if quant else None)
+    programs = Programs(prepared, precision=precision.value, int8_program=quant.program if quant else None,
+                        int8_activations=quant.recipe.get("activations", "static") if quant else "static")
     references = _references(prepared, quant)
     samples = [_batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     built: dict[str, list[Artifact]] = {}
@@ -627,9 +627,19 @@ def _calibration_summary(prepared: Prepared) -> dict[str, Any]:
 # --- helpers --------------------------------------------------------------------------------------------
 
 
-def _default_precision(config: ProjectConfig) -> Precision:
-    """int8 once `quantize` has run in this output folder, fp32 otherwise."""
-    return Precision.INT8 if (config.output_dir / QUANT_DIR / "quantize.json").is_file() else Precision.FP32
+def default_precision(config: ProjectConfig) -> Precision:
+    """The config's precision, else int8 once `quantize` has run in this output folder or when real calibration
+    data is given (`export --calib DIR` quantizes and exports in one run), else fp32.
+
+    >>> default_precision(load_config(overrides={"model": "m.py:build", "data.calib": "photos"}))
+    <Precision.INT8: 'int8'>
+    """
+    from deploytool.data.sources import RANDOM
+
+    if config.precision:
+        return config.precision
+    quantized = (config.output_dir / QUANT_DIR / "quantize.json").is_file()
+    return Precision.INT8 if quantized or config.data.calib not in (None, RANDOM) else Precision.FP32
 
 
 def recorded_config(output_dir: Path) -> dict[str, Any] | None:

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import click
 
+from deploytool.cli.diagnose import recipe_options, recipe_overrides
 from deploytool.cli.options import build_config, command_with_examples, print_json, project_options, split_list
 from deploytool.config import Precision, ScriptCapture
 from deploytool.errors import ParityFailed, StageError, UsageError
 
 
 @command_with_examples("""  deploytool export --target android
+  deploytool export --model model.py:build --calib photos/ --target android   # quantize + export in one run
   deploytool export --target android,ios --precision fp32
   deploytool export --model zoo:digits --target ios --json
   deploytool export --target all
@@ -18,12 +20,14 @@ from deploytool.errors import ParityFailed, StageError, UsageError
   deploytool export --model zoo:digits --target android --into android_demo
 """)("export")
 @project_options
+@recipe_options
 @click.option("--target", "target", help="Comma-separated targets: android, ios, server, or all "
                                        "(see `deploytool targets`).")
 @click.option("--format", "formats", help="Comma-separated formats to write (default: all of each target's); "
                                          "see `deploytool targets`.")
 @click.option("--precision", type=click.Choice([p.value for p in reversed(Precision)]),
-              help="Default: int8 when `quantize` ran in this output folder, else fp32.")
+              help="Default: int8 when `quantize` ran in this output folder or --calib is given (then it "
+                   "quantizes first, in this run), else fp32.")
 @click.option("--capture", type=click.Choice([c.value for c in ScriptCapture]),
               help="How TorchScript formats (torchscript, ptl) capture the model [default: trace, checked on "
                    "held-out samples].")
@@ -39,12 +43,15 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
     (ExecuTorch, onnxruntime, torch.jit, AOTInductor; in a child process) on the held-out real samples,
     compares with eager fp32 and with its quantized reference, and ends with a cross-runtime table.
     Exit code 1 when a check fails; the artifact is kept and flagged.
+
+    With --calib and no up-to-date quantized program, it first quantizes (the recipe flags of `deploytool
+    quantize` apply) in the same run: one load, one capture.
     """
     from deploytool import api
     from deploytool.config import Precision
 
     targets = split_list(target)
-    config = build_config(flags, torchscript_capture=capture)
+    config = build_config(flags, torchscript_capture=capture, **recipe_overrides(flags))
     if not config.model:  # nothing recorded: quantize never ran into this output folder
         raise UsageError(f"No model given, and no `deploytool quantize` ran into {config.output_dir}.",
                          hint="Run `deploytool quantize --model model.py:build --calib DATA/` first (export then "
@@ -52,8 +59,15 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
     plan = api.plan_formats(targets or config.targets, split_list(formats))  # typos fail before any heavy work
     if into is not None:
         demo_target = _demo_target(plan, into)
-    reports = api.export(config, targets=targets, formats=split_list(formats),
-                         precision=Precision(precision) if precision else None)
+    chosen = Precision(precision) if precision else api.default_precision(config)
+    prepared = api.prepare(config)
+    if chosen is Precision.INT8:  # quantize here, sharing the loaded model, data and capture with export
+        result = api.quantize(config, prepared)
+        if not result.reused and not flags["as_json"]:
+            from deploytool.cli.quantize import show_summary
+
+            show_summary(result)
+    reports = api.export(config, targets=targets, formats=split_list(formats), precision=chosen, prepared=prepared)
     show_reports(reports, as_json=flags["as_json"])
     if into is not None:  # only reached when parity passed
         from deploytool.demo_apps import install_into_demo

@@ -42,7 +42,6 @@ def quantize(with_diagnosis: bool, executor_name: str, jobs: int, ray_address: s
             "--min-top1-agreement, --max-accuracy-drop) or --diagnose; quantizing here in one process.")
     prepared = api.prepare(config)
     result = api.quantize(config, prepared, executor=executor)
-    reference = result.reference_parity
     diagnosis = (api.diagnose(config, prepared, fallback=result.fallback, executor=executor) if with_diagnosis
                  else None)
     if flags["as_json"]:
@@ -50,26 +49,36 @@ def quantize(with_diagnosis: bool, executor_name: str, jobs: int, ray_address: s
 
         print_json({"program": str(result.program_path), "reused": result.reused, "cache_key": result.cache_key,
                     "calibration_samples": result.calibration_samples, "held_out_samples": result.held_out_samples,
-                    "capture": result.capture_method, "parity_vs_eager": _comparison_dict(reference),
+                    "capture": result.capture_method, "parity_vs_eager": _comparison_dict(result.reference_parity),
                     "recipe": result.recipe, "fallback": result.fallback,
                     "diagnosis": str(diagnosis[1] / "report.json") if diagnosis else None})
         _fail_unmet_budget(result.fallback)
         return
+    show_summary(result)
+    if diagnosis:
+        show_diagnosis(*diagnosis, as_json=False)
+    _fail_unmet_budget(result.fallback)
+    click.echo("next: deploytool export --target android")
+
+
+def show_summary(result) -> None:
+    """What quantize made (an api.QuantizeResult): the program, the data it saw, its checklist vs eager and the
+    fp32 fallback's steps. `export` prints it too when it quantizes in the same run.
+
+    >>> show_summary(api.quantize(config))
+    quantized program: build/deploytool/quantized/program.pt2 (written)
+    """
     state = "reused (unchanged)" if result.reused else "written"
     click.echo(f"quantized program: {result.program_path} ({state})")
     click.echo(f"calibrated on {result.calibration_samples} samples; {result.held_out_samples} held out for parity; "
                f"captured {result.capture_method}")
-    for line in reference.checklist():
+    for line in result.reference_parity.checklist():
         click.echo(line)
     if result.fallback:
         from deploytool.quantize.fallback import fallback_lines
 
         for line in fallback_lines(result.fallback):
             click.echo(line)
-    if diagnosis:
-        show_diagnosis(*diagnosis, as_json=False)
-    _fail_unmet_budget(result.fallback)
-    click.echo("next: deploytool export --target android")
 
 
 def _fail_unmet_budget(fallback) -> None:
