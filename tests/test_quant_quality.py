@@ -140,7 +140,8 @@ def _chromium(browser: str, profile: Path, *args: str) -> str:
 
 
 def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project):
-    cli("quantize", "--per-tensor", "--observer", "minmax", "--min-sqnr", str(BUDGET_DB))
+    # --activations static: the fp32 fallback over static int8 alone, without the dynamic step of the search.
+    cli("quantize", "--per-tensor", "--observer", "minmax", "--activations", "static", "--min-sqnr", str(BUDGET_DB))
     record = json.loads((project / "build/deploytool/quantized/quantize.json").read_text())
     fallback = record["fallback"]
     assert fallback["met"] and sorted(fallback["kept_fp32"]) == ["features.0", "features.3"]
@@ -151,8 +152,8 @@ def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project):
     assert record["recipe"]["kept_fp32_by_fallback"] == fallback["kept_fp32"]
 
     # Each sensitivity candidate as a job in two worker processes: the same ranking, so the same layers kept.
-    result = cli("quantize", "--per-tensor", "--observer", "minmax", "--min-sqnr", str(BUDGET_DB), "--jobs", "2",
-                 "--output", "build/jobs")
+    result = cli("quantize", "--per-tensor", "--observer", "minmax", "--activations", "static", "--min-sqnr",
+                 str(BUDGET_DB), "--jobs", "2", "--output", "build/jobs")
     in_workers = json.loads((project / "build/jobs/quantized/quantize.json").read_text())["fallback"]
     assert in_workers["ranking"] == fallback["ranking"] and len(fallback["ranking"]) == 4
     assert in_workers["kept_fp32"] == fallback["kept_fp32"]
@@ -160,8 +161,8 @@ def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project):
 
 
 def test_unmet_budget_exits_1_and_says_so(cli, project):
-    result = cli("quantize", "--per-tensor", "--observer", "minmax", "--min-sqnr", "80", "--max-fp32-layers", "1",
-                 expect=1)
+    result = cli("quantize", "--per-tensor", "--observer", "minmax", "--activations", "static", "--min-sqnr", "80",
+                 "--max-fp32-layers", "1", expect=1)
     assert "was not met" in result.stderr
     fallback = json.loads((project / "build/deploytool/quantized/quantize.json").read_text())["fallback"]
     assert not fallback["met"] and len(fallback["kept_fp32"]) == 1

@@ -36,9 +36,12 @@ def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = (), dynam
 
     from deploytool.quantize.xnnpack import quantizer_class
 
-    base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel, is_dynamic=dynamic)
+    # Dynamic int8 always has per-channel weights: XNNPACK delegates no dynamic conv with per-tensor ones (the
+    # .pte then fails to lower), and per-channel costs nothing at run time.
+    per_channel = recipe.per_channel or dynamic
+    base = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic)
     weight = dataclasses.replace(base.weight, observer_or_fake_quant_ctr=weight_observer_class(
-        recipe.per_channel).with_args(eps=EPS))
+        per_channel).with_args(eps=EPS))
     if dynamic:
         config = QuantizationConfig(base.input_activation, base.output_activation, weight, base.bias, base.is_qat)
     else:

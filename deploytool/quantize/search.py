@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deploytool.config import Activations, QuantConfig
+from deploytool.errors import DeployError
 
 log = logging.getLogger("deploytool")
 
@@ -102,7 +103,7 @@ def search(recipe: QuantConfig, *, static: Callable[[], Any], dynamic: Callable[
            compare: Callable[[Any], Any], cost: Cost | None) -> SearchResult:
     """Try static, then dynamic int8; keep the first that meets the budget, else the better of the two by SQNR.
 
-    `static` / `dynamic` build a variant's Captured program, `compare` judges a program module against eager on
+    `static` / `dynamic` build a variant's Captured program, `compare` judges its ExportedProgram against eager on
     the held-out samples (-> Comparison, TaskResult or None), `cost` measures the kept one's .pte.
 
     >>> result = search(QuantConfig(), static=build_static, dynamic=build_dynamic, compare=judge_on_held_out,
@@ -117,19 +118,31 @@ def search(recipe: QuantConfig, *, static: Callable[[], Any], dynamic: Callable[
     tried: list[tuple[Activations, Step, Any]] = []
     for activations, (name, build) in order.items():
         program = build()
-        step = judge(name, *compare(program.program.module()), budget)
+        step = judge(name, *compare(program.program), budget)
         log.info("search: %s", step.line())
         tried.append((activations, step, program))
         if step.met:
             break
-    activations, step, program = next(((a, s, p) for a, s, p in tried if s.met),
-                                      max(tried, key=lambda t: t[1].sqnr_db))
-    if cost is not None:
-        latency, size = cost(program.program)
-        index = [s for _, s, _ in tried].index(step)
+    # The first that met the budget, else the best; one whose .pte cannot be built gives way to the next.
+    ranked = sorted(range(len(tried)), key=lambda i: (not tried[i][1].met, -tried[i][1].sqnr_db))
+    for position, index in enumerate(ranked):
+        activations, step, program = tried[index]
+        if cost is None:
+            break
+        try:
+            latency, size = cost(program.program)
+        except DeployError as exc:
+            if position == len(ranked) - 1:
+                raise
+            log.warning("search: %s: its .pte could not be built (%s); trying the next variant", step.name,
+                        exc.message)
+            tried[index] = (activations, dataclasses.replace(step, met=False, missed=(
+                *step.missed, f"its .pte could not be built: {exc.message}")), program)
+            continue
         step = dataclasses.replace(step, latency_ms=round(latency, 4), size_bytes=size)
         tried[index] = (activations, step, program)
         log.info("search: kept %s", step.line())
+        break
     if not step.met:
         log.warning("no int8 variant met the budget (%s); kept %s at %.1f dB",
                     ", ".join(f"{k} {v}" for k, v in budget.items()), step.name, step.sqnr_db)
