@@ -62,6 +62,7 @@ class ZooEntry:
     task_metric: Any = None  # deploytool.parity.TaskMetric over label_of's truths; None: top-1 accuracy if labelled
     notes: tuple[str, ...] = ()  # anything else a user should know (input size chosen for CI time, ...)
     targets: tuple[str, ...] = ("android", "ios")
+    trained: bool = True  # False: random init (BatchNorm re-estimated); its int8 parity proves nothing either way
 
     def weights_file(self, weights: Path | None = None) -> Path | None:
         """The weights that replace the entry's own: the user's file, else one found in the local cache."""

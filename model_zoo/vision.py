@@ -50,6 +50,7 @@ def torchvision_entry(name: str, *, make: Make | None = None, notes: tuple[str, 
         weights_note=f"torchvision default init (seed {INIT_SEED}), BatchNorm statistics re-estimated on "
                      f"{STATS_PHOTOS} other real photo crops; no ImageNet weights (no download here)",
         recipe=recipe,
+        trained=False,
         notes=(f"input 1x3x{RESOLUTION}x{RESOLUTION} instead of 224x224, to keep CI time down",
                "no labels: parity only, no accuracy", *notes),
     )

@@ -51,7 +51,8 @@ def measure_entry(name: str, *, build: Path, runs: int, rebuild: bool) -> dict:
     _, sample = next(prepared.split.held_out.samples())
     inputs = tuple(torch.from_numpy(a.astype(spec.dtype)[None]) for a, spec in zip(sample, prepared.inputs))
     stored = json.loads(expected_path(name).read_text())["results"]["android"]
-    row = {"name": name, "results": {p: {k: v["baseline"] for k, v in m.items()} for p, m in stored.items()}}
+    row = {"name": name, "trained": zoo_entry.trained,
+           "results": {p: {k: v["baseline"] for k, v in m.items()} for p, m in stored.items()}}
     with torch.inference_mode():
         row["eager_ms"] = median_ms(lambda: prepared.loaded.module(*inputs), runs)
     for precision, path in artifacts.items():
@@ -65,16 +66,18 @@ def markdown(rows: list[dict], *, threads: int, runs: int) -> str:
         f"Measured with `python scripts/zoo_table.py` on {platform.machine()} ({platform.processor() or 'CPU'}), "
         f"{threads} thread(s) for torch and XNNPACK, median of {runs} runs after {WARMUP} warm-up runs, batch 1. "
         "Sizes and parity: the committed baselines (model_zoo/<name>/expected.json); parity is the int8 .pte vs "
-        "eager fp32 on held-out real samples; accuracy only where the data has labels.",
+        "eager fp32 on held-out real samples; the task metric (top-1 accuracy, crepe_tiny's pitch accuracy) only "
+        "where the data has truths. Untrained entries (random init, BatchNorm re-estimated) show that a model "
+        "exports and runs; their int8 parity proves nothing either way.",
         "",
-        "| model | fp32 .pte | int8 .pte | int8 SQNR | int8 top-1 agr. | accuracy eager / int8 | eager | .pte fp32 "
-        "| .pte int8 | int8 delegated |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| model | weights | fp32 .pte | int8 .pte | int8 SQNR | int8 top-1 agr. | task metric eager / int8 | eager "
+        "| .pte fp32 | .pte int8 | int8 delegated |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         fp32, int8 = row["results"].get("fp32", {}), row["results"].get("int8", {})
         lines.append("| " + " | ".join([
-            row["name"], _kib(fp32.get("size_bytes")), _kib(int8.get("size_bytes")) if int8 else "fp32 only",
+            row["name"], "trained" if row["trained"] else "untrained", _kib(fp32.get("size_bytes")), _kib(int8.get("size_bytes")) if int8 else "fp32 only",
             f"{int8['sqnr_db']:.1f} dB" if int8.get("sqnr_db") is not None else "-",
             f"{int8['top1_agreement']:.3f}" if int8.get("top1_agreement") is not None else "-",
             _accuracy(row), f"{row['eager_ms']:.2f} ms", _ms(row.get("fp32_ms")), _ms(row.get("int8_ms")),
