@@ -45,11 +45,12 @@ class ArtifactReport:
     companions: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of files that travel with it
     build_error: str | None = None  # the format's writer failed: no file, nothing ran (see `not_built`)
     build_hint: str | None = None
+    size_error: str | None = None  # an int8 artifact larger than its fp32 form (verify.oversize)
 
     @property
     def passed(self) -> bool:
         return (self.run_error is None and bool(self.comparisons) and all(c.passed for c in self.comparisons)
-                and self.shortfall is None)
+                and self.shortfall is None and self.size_error is None)
 
     @property
     def shortfall(self) -> str | None:
@@ -82,6 +83,7 @@ class ArtifactReport:
             },
             "accuracy": self.accuracy or None,
             **({"build": {"error": self.build_error, "hint": self.build_hint}} if self.build_error else {}),
+            **({"size_error": self.size_error} if self.size_error else {}),
             "notes": self.notes,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -185,6 +187,8 @@ def details(reports: list[ArtifactReport]) -> str:
         if r.build_error:
             lines.append(f"  [FAIL] {r.format} could not be built: {r.build_error}")
             lines.extend([f"  hint: {r.build_hint}"] if r.build_hint else [])
+        if r.size_error:
+            lines.append(f"  [FAIL] {r.size_error}")
         if r.shortfall:
             lines.append(f"  [FAIL] {r.shortfall}: add real samples, or lower data.holdout_min to accept a weaker "
                          "check")

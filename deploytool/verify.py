@@ -1,6 +1,7 @@
 """Verify artifacts: run each in its real runtime on the held-out samples, compare with eager."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,9 +10,12 @@ import numpy as np
 
 from deploytool.config import Precision
 from deploytool.export import Artifact
-from deploytool.report import ArtifactReport
+from deploytool.report import ArtifactReport, human_size
+
+log = logging.getLogger("deploytool")
 
 Outputs = list[list[np.ndarray]]  # [sample][output]
+SIZE_SLACK = (0.02, 64 * 1024)  # (share, bytes) an int8 file may exceed its fp32 form by: program and scales
 
 
 @dataclass
@@ -33,6 +37,9 @@ def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, .
     from deploytool.runtime import run_artifact
 
     started = time.perf_counter()
+    size_error = oversize(artifact)
+    if size_error:
+        log.warning("%s", size_error)
     run = run_artifact(artifact.path, artifact.format, samples, timeout_s=config.parity.timeout_s)
     precision = Precision(artifact.precision)
     comparisons, acc = [], {}
@@ -55,4 +62,24 @@ def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, .
         notes=list(artifact.notes), unverified=unverified, held_out_min=config.data.holdout_min,
         timings={"build": artifact.seconds, "verify": time.perf_counter() - started},
         outputs=run.outputs, companions={c.name: sha256_file(c) for c in artifact.companions},
+        size_error=size_error,
     )
+
+
+def oversize(artifact: Artifact) -> str | None:
+    """Why an int8 artifact is not worth shipping because it is larger than its fp32 form, or None.
+
+    SIZE_SLACK covers the program and the scales that an int8 file adds around weights of the same size.
+
+    >>> oversize(Artifact(Path("model.int8.onnx"), "onnx", "int8", fp32_bytes=5_750_000))  # a 7.2 MB file
+    'model.int8.onnx (int8) is 7.2 MB, larger than its fp32 form (5.8 MB): ...'
+    """
+    if artifact.precision != Precision.INT8.value or artifact.fp32_bytes is None:
+        return None
+    size = artifact.path.stat().st_size
+    if size <= artifact.fp32_bytes * (1 + SIZE_SLACK[0]) + SIZE_SLACK[1]:
+        return None
+    return (f"{artifact.path.name} (int8) is {human_size(size)}, larger than its fp32 form "
+            f"({human_size(artifact.fp32_bytes)}): int8 weights are 4x smaller, so some are stored more than once "
+            "(an unrolled loop, or fp32 copies at the int8/fp32 seams). Ship the fp32 artifact, or keep the "
+            "repeated layers fp32 with quantize.keep_fp32.")

@@ -38,6 +38,8 @@ class Artifact:
     notes: tuple[str, ...] = ()  # what the report should tell the user about how it was built
     seconds: float = 0.0  # time to build it
     companions: tuple[Path, ...] = ()  # files that travel with the artifact (copied along, e.g. tolerances)
+    # int8 only: bytes its fp32 form takes (the fp32 file, else the eager weights); the report fails a larger one
+    fp32_bytes: int | None = None
 
 
 class Programs:

@@ -36,7 +36,8 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact]:
         int8_bytes = quantize_onnx(fp32_path, recipe=recipe, calibration=prepared.split.calibration,
                                    inputs=prepared.inputs)
         int8_path = atomic_write_bytes(folder / "model.int8.onnx", int8_bytes)
-        artifacts.append(Artifact(int8_path, "onnx", "int8", seconds=time.perf_counter() - started, notes=(
+        artifacts.append(Artifact(int8_path, "onnx", "int8", seconds=time.perf_counter() - started,
+                                  fp32_bytes=len(fp32_bytes), notes=(
             f"onnxruntime static int8, QDQ, {recipe.onnx_calibration.value} calibration on "
             f"{len(prepared.split.calibration)} samples (the PT2E calibration split), "
             f"{'per-channel' if recipe.per_channel else 'per-tensor'} weights; {batch_note}",
