@@ -110,8 +110,8 @@ def targets_section(saved: dict, fig: dict) -> list[str]:
             *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows_out), ""]
 
 
-def zoo_section(zoo: dict[str, str]) -> list[str]:
-    trained = [n for n, note in zoo.items() if note.startswith("trained")]
+def zoo_section(zoo: dict[str, dict]) -> list[str]:
+    trained = [n for n, found in zoo.items() if found["trained"]]
     untrained = [n for n in zoo if n not in trained]
     return ["## Which zoo entries are trained", "",
             f"- trained weights: {', '.join(trained)}. The tables below use `{MODEL}`.",

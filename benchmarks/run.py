@@ -41,6 +41,8 @@ def measure(args) -> dict:
     from model_zoo.imagenet import write_photos
 
     load = os.getloadavg()
+    meta = {"runs": args.runs, "load_start": load, "commit": _commit(), "versions": _versions(),
+            "zoo": _zoo_weights(), "machine": _machine()}  # first: a failure here costs no measurement
     with tempfile.TemporaryDirectory(prefix="deploytool-benchmarks-") as scratch:
         work = (args.work or Path(scratch)).resolve()
         work.mkdir(parents=True, exist_ok=True)
@@ -71,8 +73,7 @@ def measure(args) -> dict:
         for model in filter(None, args.pte_models.split(",")):
             print(f"[{model}] int8 and fp32 .pte", file=sys.stderr, flush=True)
             pairs[model] = run_child("pte-pair", model, work)
-        meta = {"runs": args.runs, "load_start": load, "load_end": os.getloadavg(), "commit": _commit(),
-                "versions": _versions(), "zoo": _zoo_weights(), "machine": _machine()}
+        meta["load_end"] = os.getloadavg()
         saved = {"meta": meta, "deploytool": tool, "peers": peers, "bench": bench, "pte_pairs": pairs,
                  "deploytool_pte": paths[0]}
         if args.work:  # the raw numbers, for anyone checking a ratio, and for --render
@@ -100,11 +101,12 @@ def _versions() -> dict:
     return found
 
 
-def _zoo_weights() -> dict[str, str]:
+def _zoo_weights() -> dict[str, dict]:
     from deploytool.registry import zoo
     from deploytool.zoo import entry
 
-    return {name: entry(name).weights_note for name in zoo().names()}
+    entries = {name: entry(name) for name in zoo().names()}
+    return {name: {"trained": e.trained, "weights": e.weights_note} for name, e in entries.items()}
 
 
 def _machine() -> str:

@@ -36,7 +36,8 @@ def _saved() -> dict:
     return {
         "meta": {"runs": 30, "load_start": [0.1, 0.1, 0.1], "load_end": [0.1, 0.1, 0.1], "commit": "abc1234",
                  "versions": {"torch": "2.13.0"}, "machine": "x86_64",
-                 "zoo": {"digits": "trained in the repo", "resnet18": "torchvision default init"}},
+                 "zoo": {"digits": {"trained": True, "weights": "trained in the repo"},
+                         "resnet18": {"trained": False, "weights": "torchvision default init"}}},
         "deploytool": {"quantize": _stage(10.0, timings={"load": 2.0, "capture": 1.0, "quantize": 5.0}),
                        "export": _stage(10.0, 700.0, timings={"load": 2.0},
                                         artifacts=[{"format": "pte", "timings": {"build": 6.0, "verify": 1.0}}]),
