@@ -33,6 +33,9 @@ class Recipe:
     holdout: float = 0.5  # zoo data sets are small: half calibrates, half is held out for parity and accuracy
     keep_fp32: tuple[str, ...] = ()  # module names the quantizer leaves in fp32
     fp32_only: str | None = None  # why int8 is not built (it crashes or mismatches); None: int8 is built
+    # (result key, why): artifacts whose parity is known to fail, with the measured numbers; `zoo run` reports
+    # their failed checks as known instead of failing on them (their other metrics still meet the baseline)
+    known_failures: tuple[tuple[str, str], ...] = ()
     why: str = ""
 
     def __post_init__(self) -> None:
@@ -281,6 +284,11 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
     findings = compare_expected(results, previous if compared else {})
     if not compared:  # no baseline applies, but crashes and parity failures still count
         findings = [f for f in findings if not f.message.startswith(NO_BASELINE)]
+    known = dict(recipe.known_failures)
+    for finding in [f for f in findings if f.target in known and f.message.startswith("parity ")]:
+        log.warning("known failure of %s %s (%s): %s", finding.target, finding.precision, known[finding.target],
+                    finding.message)
+        findings.remove(finding)
     run = ZooRun(zoo_entry, source, results, findings, path, compared, reports, prepared)
     if update_baseline:
         raise_on_findings(run)  # a crash or a parity failure is never stored as the expected result

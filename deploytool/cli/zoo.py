@@ -71,6 +71,7 @@ def show(name: str, as_json: bool) -> None:
               f"    kept in fp32: {', '.join(recipe.keep_fp32) or 'nothing'}"]
     if recipe.fp32_only:
         lines.append(f"    fp32 only: {recipe.fp32_only}")
+    lines += [f"    known failure ({key}): {why}" for key, why in recipe.known_failures]
     if recipe.why:
         lines.append(f"    why: {recipe.why}")
     lines.append(f"  expected ({path}):" if expected else f"  expected: none yet ({path} is missing)")

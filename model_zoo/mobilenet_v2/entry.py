@@ -1,6 +1,10 @@
 """Zoo entry `mobilenet_v2`: torchvision's MobileNetV2 with its ImageNet weights (IMAGENET1K_V1), at 224x224,
 calibrated and checked on real photos."""
+from deploytool.zoo import Recipe
 from model_zoo.imagenet import trained_entry
 from model_zoo.weights import MOBILENET_V2
 
-ENTRY = trained_entry("mobilenet_v2", weights=MOBILENET_V2)
+ENTRY = trained_entry("mobilenet_v2", weights=MOBILENET_V2, recipe=Recipe(holdout=0.4, known_failures=(
+    ("server", "onnxruntime's static int8 (QDQ, per-channel, minmax) is 11.8 dB from eager and keeps 86% of the "
+               "22 confident held-out predictions (-13.6 points, limit 3); its dynamic int8 is worse, 8.8 dB at "
+               "150 ms a call; the int8 .pte (dynamic XNNPACK) passes, and server has the fp32 model.onnx"),)))
