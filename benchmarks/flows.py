@@ -85,7 +85,7 @@ def child_peer(flow: str, work: Path) -> dict:
     note = ""
     try:
         path = (_onnxruntime_flow if flow == "onnxruntime" else _executorch_flow)(
-            flow, watch, prepared.loaded.module, prepared.example_inputs, calibration, folder)
+            flow, watch, prepared.loaded.module, _canonical(prepared.example_inputs), calibration, folder)
     except Exception as exc:  # a peer that cannot run here is a row saying why, not a dead benchmark
         note = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
         return {"flow": flow, "stages": watch.stages, "error": note}
@@ -111,7 +111,14 @@ def _imports(flow: str) -> None:
 def _torch_sample(arrays) -> tuple:
     import torch
 
-    return tuple(torch.from_numpy(a) for a in arrays)
+    return _canonical(tuple(torch.from_numpy(a) for a in arrays))
+
+
+def _canonical(tensors: tuple) -> tuple:
+    """Copies with canonical strides: a stride of 0 on a size-1 dim ends to_executorch with '0 in strides'."""
+    import torch
+
+    return tuple(torch.empty(t.shape, dtype=t.dtype).copy_(t) for t in tensors)
 
 
 def _executorch_flow(flow: str, watch: Stopwatch, model, example: tuple, calibration: list, folder: Path) -> Path:

@@ -55,6 +55,7 @@ def markdown(saved: dict) -> str:
              f"{' / '.join(f'{v:.1f}' for v in load[1])}"
              + (" — **the machine was shared with other engineers' jobs: wall times are inflated and noisy, so "
                 "compare the ratios, which were measured side by side in this run**" if busy else ""),
+             *([f"- {meta['rerun']}"] if meta.get("rerun") else []),
              f"- versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}",
              f"- latency: batch 1, one held-out photo, median of {meta['runs']} timed runs after 5 warm-up runs, "
              "each artifact in a fresh runtime process told its thread count", ""]
@@ -258,6 +259,9 @@ NOTES = """## Notes
 - deploytool's row is its own report.json: the .pte run in the ExecuTorch runtime on the held-out photos. Each
   peer's artifact is run here in its own runtime (ExecuTorch or onnxruntime) on the same photos, against the
   same eager outputs (`deploytool.parity.output_metrics`).
+- "start-up, imports, parity of the int8 program, writing" is a command's wall time outside its own timed
+  stages: for `quantize` it is mostly the kept int8 PT2E program run in-process on every held-out photo (its
+  outputs become the references that `export` reuses).
 - Peak RSS is the main process's high-water mark (VmHWM) of each command; the verifying runtime runs in a child
   process of its own.
 - XNNPACK's int8 kernels use the CPU's int8 dot-product instructions when it has them (AVX-512 VNNI /
