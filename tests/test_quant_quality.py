@@ -231,7 +231,7 @@ def test_each_observer_end_to_end(cli, tmp_path, digit_images, observer, extra):
     recorded = json.loads((out / "quantized/quantize.json").read_text())["recipe"]
     exported = json.loads((out / "android/report.json").read_text())
     assert recorded["observer"] == exported["quantization"]["observer"] == observer
-    assert recorded["activations"] == ("symmetric" if extra else "asymmetric")
+    assert recorded["activation_range"] == ("symmetric" if extra else "asymmetric")
     assert exported["passed"]
 
 
