@@ -8,6 +8,7 @@ share of confident predictions it keeps: the task metric that decides its int8 v
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -69,13 +70,9 @@ def write_photos(folder: Path) -> Path:
     return write(folder, PHOTOS, crops=shipped_photo_crops)
 
 
-_LABELS: dict[Path, dict[str, int]] = {}
-
-
+@functools.cache
 def _labels(path: Path) -> dict[str, int]:
-    if path not in _LABELS:
-        _LABELS[path] = json.loads(path.read_text())["labels"] if path.is_file() else {}
-    return _LABELS[path]
+    return json.loads(path.read_text())["labels"] if path.is_file() else {}
 
 
 def write_labels(name: str, folder: Path) -> Path:

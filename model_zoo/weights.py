@@ -7,13 +7,13 @@ Nothing here downloads: `make install` pip-installs the wheels by name, version 
 from __future__ import annotations
 
 import functools
-import hashlib
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploytool.errors import ModelLoadError
+from deploytool.fsutil import sha256_file
 
 REQUIREMENTS = Path(__file__).with_name("weights.txt")
 
@@ -64,19 +64,11 @@ def _verified(weights: PackagedWeights) -> Path:
     if distribution.version != weights.version or not path.is_file():
         raise ModelLoadError(f"{weights.distribution} {distribution.version} is installed, but the weights need "
                              f"version {weights.version} with {weights.member}.", hint=weights.install_hint())
-    if sha256_of(path) != weights.sha256:
+    if sha256_file(path) != weights.sha256:
         raise ModelLoadError(f"{path}: sha256 differs from the one recorded for '{weights.name}' "
                              f"({weights.sha256[:12]}...); the file is damaged or not the published one.",
                              hint=weights.install_hint())
     return path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def torchvision_checkpoint(weights: PackagedWeights) -> Path:
@@ -85,7 +77,7 @@ def torchvision_checkpoint(weights: PackagedWeights) -> Path:
 
     source = weights.path()
     target = Path(torch.hub.get_dir()) / "checkpoints" / source.name
-    if not target.is_file() or sha256_of(target) != weights.sha256:
+    if not target.is_file() or sha256_file(target) != weights.sha256:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
         shutil.copyfile(source, partial)

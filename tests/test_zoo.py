@@ -154,12 +154,13 @@ def test_cached_torchvision_weights_replace_the_reestimated_ones(tmp_path, monke
 def test_trained_mobilenet_v2_has_imagenet_classes_and_verified_weights(cli):
     """The class names committed for the entry are torchvision's own, and its weights pass the sha256 check."""
     from deploytool.torchvision_compat import import_torchvision
-    from model_zoo.weights import MOBILENET_V2, sha256_of
+    from deploytool.fsutil import sha256_file
+    from model_zoo.weights import MOBILENET_V2
 
     models = import_torchvision().models
     categories = models.get_model_weights("mobilenet_v2").IMAGENET1K_V1.meta["categories"]
     assert list(entry("mobilenet_v2").labels) == categories
-    assert sha256_of(MOBILENET_V2.path()) == MOBILENET_V2.sha256
+    assert sha256_file(MOBILENET_V2.path()) == MOBILENET_V2.sha256
     shown = cli("zoo", "show", "mobilenet_v2").stdout
     assert "classes:  1000 (tench, goldfish," in shown and "trained: torchvision mobilenet_v2 IMAGENET1K_V1" in shown
 
