@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploytool.baseline import METRICS, SCHEMA, Difference, compare, metrics_of, read_baseline
+from deploytool.gate.baseline import METRICS, SCHEMA, Difference, compare, metrics_of, read_baseline
 from deploytool.config import BaselineConfig, ConfigError, load_config, load_projects
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "model-repo"

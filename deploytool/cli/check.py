@@ -98,7 +98,7 @@ def show_gate(result, *, as_json: bool, junit: Path | None, update_baseline: boo
         click.echo(result.table())
         click.echo(result.details())
     if junit is not None:
-        from deploytool.junit import write_junit
+        from deploytool.gate.junit import write_junit
 
         click.echo(f"wrote {write_junit(result, junit)}", err=True)
     if result.baseline_written:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploytool.baseline import BASELINE_FILE, METRICS_BY_KEY, Difference, compare, metrics_of, read_baseline
+from deploytool.gate.baseline import BASELINE_FILE, METRICS_BY_KEY, Difference, compare, metrics_of, read_baseline
 from deploytool.config import Precision, ProjectConfig
 from deploytool.errors import ParityFailed, StageError, UsageError, did_you_mean
 
