@@ -241,7 +241,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     """Capture, quantize to int8 on the calibration split, save the program for `export` to reuse.
 
     With a quality budget, the fp32 fallback's sensitivity candidates run as jobs on `executor`
-    (deploytool.executor) when one is given, else here one after another.
+    (deploytool.scale.executor) when one is given, else here one after another.
 
     >>> api.quantize(config, executor=executor_for("local", jobs=4)).fallback["kept_fp32"]
     ['features.0', 'features.3']
@@ -366,7 +366,7 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
              fallback: dict[str, Any] | None = None, executor: Any = None) -> tuple[Any, Path]:
     """Per-layer diagnosis of the int8 recipe; writes <output>/diagnosis/report.json and report.html.
 
-    The sensitivity candidates run as jobs on `executor` (deploytool.executor) when one is given.
+    The sensitivity candidates run as jobs on `executor` (deploytool.scale.executor) when one is given.
 
     >>> diagnosis, folder = diagnose(config)
     >>> diagnosis.jump.name

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from deploytool.errors import MissingDependencyError, UsageError
-from deploytool.executor import LocalExecutor, RayExecutor, executor_for, table
-from deploytool.jobs import JobSpec, comparable
+from deploytool.scale.executor import LocalExecutor, RayExecutor, executor_for, table
+from deploytool.scale.jobs import JobSpec, comparable
 
 RAISING_MODEL = "def build():\n    raise RuntimeError('this model spec raises on purpose')\n"
 CRASHING_MODEL = "import os, signal\n\ndef build():\n    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -111,7 +111,7 @@ def test_executor_options_are_checked():
 def test_missing_ray_names_the_install_command(monkeypatch):
     import sys
 
-    from deploytool.executor import import_ray
+    from deploytool.scale.executor import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees when it is not installed
     with pytest.raises(MissingDependencyError) as raised:
@@ -121,7 +121,7 @@ def test_missing_ray_names_the_install_command(monkeypatch):
 
 def test_a_gate_model_that_fails_is_an_error_case_per_target(tmp_path, models):
     from deploytool.config import parse_config
-    from deploytool.jobs import check_models_on
+    from deploytool.scale.jobs import check_models_on
 
     config = parse_config({"name": "broken", "model": "raises.py:build", "targets": ["android", "ios"],
                            "data": {"calib": "random"}, "output": str(tmp_path / "out")}, base_dir=models)

@@ -194,7 +194,7 @@ def test_keep_fp32_improves_output(project, digit_images):
 @pytest.mark.slow
 def test_ray_sensitivity_ranking_matches_in_process(project, local_ray):
     from deploytool.config import Observer, QuantConfig
-    from deploytool.executor import RayExecutor
+    from deploytool.scale.executor import RayExecutor
     from deploytool.quantize.diagnose import candidates, sensitivity
 
     session = _session(project, QuantConfig(per_channel=False, observer=Observer.MINMAX))
@@ -208,7 +208,7 @@ def test_ray_sensitivity_ranking_matches_in_process(project, local_ray):
 def test_a_failed_candidate_job_names_its_layer(project):
     from deploytool.config import QuantConfig
     from deploytool.errors import CandidateError
-    from deploytool.executor import LocalExecutor
+    from deploytool.scale.executor import LocalExecutor
     from deploytool.quantize.diagnose import sensitivity
 
     session = _session(project, QuantConfig())

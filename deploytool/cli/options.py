@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from deploytool.config import ProjectConfig, load_config
-from deploytool.executor import EXECUTORS
+from deploytool.scale.executor import EXECUTORS
 
 
 def project_options(function):
@@ -112,7 +112,7 @@ def command_with_examples(examples: str):
 
 
 def executor_options(function):
-    """--executor, --jobs, --ray-address: where the independent jobs of a matrix run (deploytool.executor)."""
+    """--executor, --jobs, --ray-address: where the independent jobs of a matrix run (deploytool.scale.executor)."""
     options = [
         click.option("--executor", "executor_name", type=click.Choice(EXECUTORS), default="local",
                      show_default=True, help="Run the jobs here, or as Ray tasks (pip install 'deploytool[ray]')."),
@@ -126,7 +126,7 @@ def executor_options(function):
 
 def make_executor(executor_name: str, jobs: int, ray_address: str | None):
     """The executor the flags ask for; None for the plain in-process run (`--executor local --jobs 1`)."""
-    from deploytool.executor import executor_for
+    from deploytool.scale.executor import executor_for
 
     executor = executor_for(executor_name, jobs=jobs, ray_address=ray_address)
     return None if executor_name == "local" and jobs == 1 else executor

@@ -197,7 +197,7 @@ def run(projects: list[ProjectConfig], *, names: tuple[str, ...] | None = None,
     `export`: re-export a target whose manifest records other inputs (model, data, options) or none; else only
     re-verify the artifacts already exported, as `deploytool check` of a single unnamed model always did.
     `update_baseline`: record this run's metrics instead of comparing, only when every parity check passes.
-    `executor` (deploytool.executor): check the models as independent jobs, one per model, e.g. on Ray.
+    `executor` (deploytool.scale.executor): check the models as independent jobs, one per model, e.g. on Ray.
 
     >>> result = run(load_projects(Path(".")), names=("digitnet",), targets=("android",))
     >>> [c.id for c in result.cases]
@@ -209,7 +209,7 @@ def run(projects: list[ProjectConfig], *, names: tuple[str, ...] | None = None,
     if executor is None:
         per_model = [check_model(config, targets=targets, export=export) for config in selected]
     else:
-        from deploytool.jobs import check_models_on
+        from deploytool.scale.jobs import check_models_on
 
         per_model = check_models_on(executor, selected, targets=targets, export=export)
     for config, model_cases in zip(selected, per_model):

@@ -269,7 +269,7 @@ def sensitivity(session: Session, names: Sequence[str], *, base: Sequence[str] =
 
     Quantizing one layer alone charges it with its own weights and input activation, so a pair that only
     hurts together (an outlier channel made by one layer and read by the next) shows up on both. With an
-    `executor` (deploytool.executor) each candidate is one job there; the ranking is the same.
+    `executor` (deploytool.scale.executor) each candidate is one job there; the ranking is the same.
 
     >>> [s.name for s in sensitivity(session, candidates(session), executor=executor_for("local", jobs=2))]
     ['features.0', 'features.3', 'classifier', 'features.7']
@@ -278,7 +278,7 @@ def sensitivity(session: Session, names: Sequence[str], *, base: Sequence[str] =
     if executor is None:
         evaluations = (session.evaluate(keep) for keep in keep_sets.values())  # lazy: one log line per layer
     else:
-        from deploytool.jobs import evaluate_candidates
+        from deploytool.scale.jobs import evaluate_candidates
 
         evaluations = evaluate_candidates(executor, session, keep_sets)
     found = []

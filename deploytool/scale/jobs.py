@@ -23,10 +23,12 @@ from deploytool.registry import Registry
 
 # kind -> "module:function" taking a JobSpec and returning a JobResult; imported in the worker only.
 JOB_KINDS = Registry("job kind")
-JOB_KINDS.register("export", "deploytool.jobs:export_job", summary="export one target at one precision, verify it")
-JOB_KINDS.register("gate", "deploytool.jobs:gate_job", summary="the CI gate's cases of one model, every target")
-JOB_KINDS.register("zoo", "deploytool.jobs:zoo_job", summary="one zoo entry, target and precision vs expected.json")
-JOB_KINDS.register("candidate", "deploytool.jobs:candidate_job",
+JOB_KINDS.register("export", "deploytool.scale.jobs:export_job",
+                   summary="export one target at one precision, verify it")
+JOB_KINDS.register("gate", "deploytool.scale.jobs:gate_job", summary="the CI gate's cases of one model, every target")
+JOB_KINDS.register("zoo", "deploytool.scale.jobs:zoo_job",
+                   summary="one zoo entry, target and precision vs expected.json")
+JOB_KINDS.register("candidate", "deploytool.scale.jobs:candidate_job",
                    summary="one sensitivity candidate: the project quantized with some layers kept fp32")
 
 
@@ -139,7 +141,7 @@ def check_models_on(executor, configs: list, *, targets: tuple[str, ...] | None,
     [[CaseResult(model='digitnet', target='android', ...)], [CaseResult(model='digitmlp', ...)]]
     """
     from deploytool.api import plan_formats
-    from deploytool.executor import ProgressLine
+    from deploytool.scale.executor import ProgressLine
     from deploytool.gate import CaseResult, model_name, precision_of
 
     specs = [JobSpec("gate", model_name(config), target=",".join(targets or config.targets),
@@ -197,7 +199,7 @@ def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]
     """
     from deploytool.config import _to_plain
     from deploytool.errors import CandidateError
-    from deploytool.executor import ProgressLine
+    from deploytool.scale.executor import ProgressLine
     from deploytool.gate import model_name
     from deploytool.quantize.diagnose import Evaluation
 

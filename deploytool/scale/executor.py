@@ -1,4 +1,4 @@
-"""Executors: run independent jobs (deploytool.jobs) and give back their reports in submission order.
+"""Executors: run independent jobs (deploytool.scale.jobs) and give back their reports in submission order.
 
 `local` runs them here one after another, or with `jobs=N` in N spawned worker processes; `ray` runs each
 as a Ray task on a cluster (or on a Ray instance started on this machine). The same specs give the same
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from deploytool.errors import MissingDependencyError, UsageError
-from deploytool.jobs import JobSpec, report_of, run_job
+from deploytool.scale.jobs import JobSpec, report_of, run_job
 
 EXECUTORS = ("local", "ray")
 RAY_PIN = "ray==2.60.0"
