@@ -233,7 +233,7 @@ def child_pte_pair(model: str, work: Path) -> dict:
     from deploytool import api
     from deploytool.bench import bench
     from deploytool.config import Precision
-    from deploytool.inspect import inspect_pte
+    from deploytool.report.inspect import inspect_pte
     from deploytool.zoo import entry, entry_config
 
     zoo_entry = entry(model)

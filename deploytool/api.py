@@ -372,7 +372,7 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
     >>> diagnosis.jump.name
     'features.3'
     """
-    from deploytool.htmlreport import write_html
+    from deploytool.report.html import write_html
     from deploytool.quantize.diagnose import diagnose as diagnose_layers
 
     prepared = prepared or prepare(config)

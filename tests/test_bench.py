@@ -125,7 +125,7 @@ def test_measure_records_the_machine_load():
 
 
 def test_inspect_spells_each_dtype_one_way():
-    from deploytool.inspect import TensorInfo, dtype_name
+    from deploytool.report.inspect import TensorInfo, dtype_name
 
     # ExecuTorch's ScalarType outside a delegate, XNNPACK's datatype inside it: the same float32 input.
     assert dtype_name("FLOAT") == dtype_name("xnn_datatype_fp32") == "float32"

@@ -70,7 +70,7 @@ def test_conv_relu6_is_one_quantized_pattern(quantized):
 
 def test_int8_pte_fuses_the_clamps_and_matches_its_program(quantized):
     from deploytool.export.executorch import lower_pte
-    from deploytool.inspect import inspect_pte
+    from deploytool.report.inspect import inspect_pte
     from deploytool.parity import output_metrics
     from deploytool.runtime import run_artifact
 

@@ -19,7 +19,7 @@ def inspect(artifact: Path, as_json: bool) -> None:
     For a .pte, the ops inside each XNNPACK delegate are read from the delegate's own graph; for a .onnx,
     the ops are listed after onnxruntime's graph optimizations, which is what its CPU kernels run.
     """
-    from deploytool.inspect import inspect_artifact
+    from deploytool.report.inspect import inspect_artifact
 
     found = inspect_artifact(artifact)
     if as_json:

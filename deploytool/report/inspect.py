@@ -1,6 +1,6 @@
 """What is inside an artifact: which ops a backend runs, how many quantize/dequantize boundaries, the largest tensors.
 
-    >>> from deploytool.inspect import inspect_artifact
+    >>> from deploytool.report.inspect import inspect_artifact
     >>> print(inspect_artifact(Path("build/deploytool/android/model.pte")).text())
 
 .pte: the program's flatbuffer (instructions outside any delegate) and each XNNPACK delegate's own graph,
