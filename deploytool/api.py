@@ -145,7 +145,7 @@ class Prepared:
         >>> prepared.inputs_hash(Precision.INT8) == prepare(config).inputs_hash(Precision.INT8)
         True
         """
-        from deploytool.config import _to_plain
+        from deploytool.config import to_plain as _to_plain
 
         if ("inputs_hash", precision) in self.memo:  # hashing weights and every calibration file is not free
             return self.memo["inputs_hash", precision]
@@ -605,7 +605,7 @@ def _write_target_files(prepared: Prepared, folder: Path, target: str, reports: 
 
 def _manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
     """What an app needs to run the artifacts. No timestamps: the same inputs give the same bytes."""
-    from deploytool.config import _to_plain
+    from deploytool.config import to_plain as _to_plain
 
     shapes = prepared.eager_outputs_shape()
     artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision,

@@ -258,9 +258,9 @@ def bench_artifact(path: Path, fmt: str, sample: Sequence[np.ndarray], *, runs: 
             row.error = f"did not finish within {timeout_s:.0f} s"
             return row
         if done.returncode != 0 or not result.is_file():
-            from deploytool.runtime import _tail
+            from deploytool.runtime import stderr_tail
 
-            row.error = f"the {fmt} runtime failed (exit {done.returncode}){_tail(done.stderr)}"
+            row.error = f"the {fmt} runtime failed (exit {done.returncode}){stderr_tail(done.stderr)}"
             return row
         values = json.loads(result.read_text())
     for key, value in values.items():

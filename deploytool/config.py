@@ -239,7 +239,7 @@ class ProjectConfig:
         return self.path(self.output)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
+        return to_plain(self)
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -504,14 +504,20 @@ def _convert(hint: Any, value: Any, *, where: str, source: str) -> Any:
     return value
 
 
-def _to_plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """A config value as TOML/JSON-ready data: dataclasses become dicts (without their internal fields), enums
+    their CLI strings, tuples lists, paths strings. What `to_dict`, cache keys and job specs are made of.
+
+    >>> to_plain(QuantConfig(keep_fp32=("classifier",)))["keep_fp32"], to_plain(QuantConfig())["observer"]
+    (['classifier'], 'histogram')
+    """
     if dataclasses.is_dataclass(value):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if f.name not in _INTERNAL_FIELDS}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (tuple, list)):
-        return [_to_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value

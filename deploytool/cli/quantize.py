@@ -45,11 +45,11 @@ def quantize(with_diagnosis: bool, executor_name: str, jobs: int, ray_address: s
     diagnosis = (api.diagnose(config, prepared, fallback=result.fallback, executor=executor) if with_diagnosis
                  else None)
     if flags["as_json"]:
-        from deploytool.report import _comparison_dict
+        from deploytool.report import comparison_dict
 
         print_json({"program": str(result.program_path), "reused": result.reused, "cache_key": result.cache_key,
                     "calibration_samples": result.calibration_samples, "held_out_samples": result.held_out_samples,
-                    "capture": result.capture_method, "parity_vs_eager": _comparison_dict(result.reference_parity),
+                    "capture": result.capture_method, "parity_vs_eager": comparison_dict(result.reference_parity),
                     "recipe": result.recipe, "fallback": result.fallback,
                     "diagnosis": str(diagnosis[1] / "report.json") if diagnosis else None})
         _fail_unmet_budget(result.fallback)

@@ -360,7 +360,7 @@ def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[
     >>> diagnosis.guilty
     ['features.3', 'features.0']
     """
-    from deploytool.config import _to_plain
+    from deploytool.config import to_plain as _to_plain
     from deploytool.quantize import sufficiency
 
     kept = tuple(keep_fp32)

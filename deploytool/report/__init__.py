@@ -79,7 +79,7 @@ class ArtifactReport:
                 "unverified": self.unverified,
                 "shortfall": self.shortfall,
                 "run_error": self.run_error,
-                "comparisons": [_comparison_dict(c) for c in self.comparisons],
+                "comparisons": [comparison_dict(c) for c in self.comparisons],
             },
             "accuracy": self.accuracy or None,
             **({"build": {"error": self.build_error, "hint": self.build_hint}} if self.build_error else {}),
@@ -115,7 +115,13 @@ def target_report(reports: list[ArtifactReport], *, target: str, extra: dict[str
     }
 
 
-def _comparison_dict(comparison) -> dict[str, Any]:
+def comparison_dict(comparison) -> dict[str, Any]:
+    """A parity.Comparison as JSON-ready data: candidate, reference, sample count, verdict, per-output metrics
+    and the checklist, each check with its verdict. The form of "comparisons" in report.json.
+
+    >>> comparison_dict(comparison)["passed"]
+    True
+    """
     return {
         "candidate": comparison.candidate,
         "reference": comparison.reference,

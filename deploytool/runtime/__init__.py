@@ -87,9 +87,9 @@ def run_artifact(path: Path, fmt: str, samples: list[Arrays], *, timeout_s: floa
         seconds = time.perf_counter() - started
         if child.returncode < 0:
             name = signal.Signals(-child.returncode).name
-            return RunResult(None, f"{path.name}: the {fmt} runtime {CRASHED} {name}{_tail(stderr)}", seconds)
+            return RunResult(None, f"{path.name}: the {fmt} runtime {CRASHED} {name}{stderr_tail(stderr)}", seconds)
         if child.returncode != 0:
-            return RunResult(None, f"{path.name}: the {fmt} runtime failed{_tail(stderr)}", seconds)
+            return RunResult(None, f"{path.name}: the {fmt} runtime failed{stderr_tail(stderr)}", seconds)
         return RunResult([list(sample) for sample in load_samples(outputs)], None, seconds)
 
 
@@ -141,6 +141,12 @@ def load_samples(path: Path) -> list[Arrays]:
         return [tuple(data[f"s{i}_{j}"] for j in range(positions[i])) for i in range(len(positions))]
 
 
-def _tail(stderr: str) -> str:
+def stderr_tail(stderr: str) -> str:
+    """The last meaningful line of a runtime's stderr, as ": <line>" to append to a message, else "".
+    Blank lines and cpuinfo's start-up warnings are skipped; the line is cut at 300 characters.
+
+    >>> stderr_tail("[cpuinfo] warning\nRuntimeError: bad input\n")
+    ': RuntimeError: bad input'
+    """
     lines = [line for line in stderr.strip().splitlines() if line.strip() and not line.startswith("[cpuinfo")]
     return f": {lines[-1][:300]}" if lines else ""

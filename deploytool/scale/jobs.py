@@ -197,14 +197,14 @@ def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]
     >>> evaluate_candidates(executor_for("ray"), session, {"features.0": ("features.3", "classifier")})
     [Evaluation(kept_fp32=('classifier', 'features.3'), metrics=(OutputMetrics(...),), accuracy=0.96)]
     """
-    from deploytool.config import _to_plain
+    from deploytool.config import to_plain
     from deploytool.errors import CandidateError
     from deploytool.scale.executor import ProgressLine
     from deploytool.gate import model_name
-    from deploytool.quantize.diagnose import Evaluation
+    from deploytool.quantize.session import Evaluation
 
     config = session.prepared.config
-    table = {**config.to_dict(), "quantize": _to_plain(session.recipe)}  # the session's recipe, not the file's
+    table = {**config.to_dict(), "quantize": to_plain(session.recipe)}  # the session's recipe, not the file's
     specs = [JobSpec("candidate", model_name(config), target=layer, recipe="int8", output=str(config.output_dir),
                      config=table, base_dir=str(config.base_dir.resolve()), params={"keep_fp32": list(keep)})
              for layer, keep in keep_sets.items()]
