@@ -14,7 +14,8 @@ import pytest
 from cli_runner import Cli
 
 from deploytool.api import plan_formats
-from deploytool.export.bundled import BUNDLED_CASES, sidecar_path
+from deploytool.bundle_format import sidecar_path
+from deploytool.export.bundled import BUNDLED_CASES
 from deploytool.runtime import run_artifact
 from deploytool.runtime.bundled import self_test
 

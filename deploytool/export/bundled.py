@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploytool.bundle_format import METHOD, SIDECAR_SCHEMA, sidecar_path
 from deploytool.config import ParityConfig
 from deploytool.errors import LowerError
 from deploytool.export import Artifact, Programs
@@ -29,12 +30,10 @@ from deploytool.fsutil import atomic_write_bytes, atomic_write_json
 log = logging.getLogger("deploytool")
 
 BUNDLED_CASES = 4  # enough to catch a broken kernel on a device, small enough to ship inside an app
-METHOD = "forward"
 # An int8 program may round differently from its quantized reference (lowering here, ARM kernels on a
 # device). On the zoo digits model the lowered .pte moved outputs by at most 0.7x the reference's own
 # int8 error, so twice that error leaves room without hiding a broken kernel.
 INT8_ATOL_MARGIN = 2.0
-SIDECAR_SCHEMA = "deploytool.bundle/1"
 
 
 @dataclass(frozen=True)
@@ -44,11 +43,6 @@ class Tolerance:
     atol: float
     rtol: float
     basis: str  # how atol was derived, for the report
-
-
-def sidecar_path(bundle: Path) -> Path:
-    """`model.bpte` -> `model.bpte.json` (tolerances and case count)."""
-    return bundle.with_name(bundle.name + ".json")
 
 
 def write_bpte(programs: Programs, folder: Path) -> list[Artifact]:

@@ -44,7 +44,7 @@ def self_test(path: Path) -> SelfTest:
     >>> self_test(Path("build/deploytool/android/model.bpte")).passed
     True
     """
-    from deploytool.export.bundled import METHOD, sidecar_path
+    from deploytool.bundle_format import METHOD, sidecar_path
 
     tolerances = _read_sidecar(sidecar_path(Path(path)))
     bundle = _load_bundle(Path(path))
