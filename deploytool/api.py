@@ -27,6 +27,7 @@ from deploytool.errors import DataError, ParityFailed, UsageError
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
 from deploytool.lock import holds_output_lock
 from deploytool.export import Artifact
+from deploytool.export import load_program as _load_program  # also read by export.aoti
 from deploytool.report import ArtifactReport, target_report, versions
 from deploytool.runtime import as_arrays, flat_outputs
 from deploytool.verify import References, verify
@@ -171,7 +172,7 @@ class QuantizeResult:
     reference_parity: Any  # Comparison of the quantized program vs eager, in-process
     recipe: dict[str, Any] = field(default_factory=dict)  # observer, granularity, layers kept in fp32
     fallback: dict[str, Any] | None = None  # the automatic fp32 fallback's steps, when a budget was set
-    program: Any = field(default=None, repr=False)  # the int8 ExportedProgram, so export need not reload it
+    program: Any = field(default=None, repr=False)  # the int8 ExportedProgram when built or loaded in this run
     outputs: Any = field(default=None, repr=False)  # its in-process outputs on the held-out samples
 
 
@@ -258,7 +259,8 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     judged: list[tuple[Any, list]] = []  # (variant program, its held-out outputs), as the search judged them
     if record and record.get("cache_key") == key and program_path.is_file():
         log.info("reusing the quantized program in %s (model, data and options unchanged)", folder)
-        program, reused, method = _load_program(program_path), True, record["capture_method"]
+        # Not loaded here (2-5 s): export finds its cached .pte by the file, and reads the file only on a miss.
+        program, reused, method = None, True, record["capture_method"]
         recipe, fallback = record.get("recipe", {}), record.get("fallback")
     else:
         captured = prepared.captured()
@@ -273,6 +275,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     refs_key = hashlib.sha256(f"{key}|{prepared.split.held_out.fingerprint()}".encode()).hexdigest()[:20]
     outputs = _read_references(prepared, folder, refs_key) if reused else None
     if outputs is None:
+        program = program or _load_program(program_path)
         outputs = next((o for p, o in judged if p is program), None) or prepared.outputs_of(program.module())
         _write_references(folder, refs_key, prepared.eager_outputs(), outputs)
     reference = _judge(prepared, outputs, "quantized program (int8, before lowering)")[0]
@@ -402,6 +405,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     precision = precision or default_precision(config)
     quant = quantize(config, prepared) if precision is Precision.INT8 else None
     programs = Programs(prepared, precision=precision.value, int8_program=quant.program if quant else None,
+                        int8_file=quant.program_path if quant else None,
                         int8_activations=quant.recipe.get("activations", "static") if quant else "static")
     references = _references(prepared, quant)
     samples = [_batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
@@ -432,7 +436,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
                                      timeout_s=config.parity.timeout_s)
                 target_reports.append(verify(artifact, target=target, samples=samples, references=own,
                                              config=config, output_names=prepared.output_names,
-                                             unverified=prepared.split.calibration.is_random))
+                                             unverified=prepared.split.calibration.is_random, reuse_runs=True))
         reports.extend(target_reports)
     cross = _cross(reports)
     for target, target_reports in per_target.items():
@@ -724,13 +728,6 @@ def _save_program(program, path: Path) -> None:
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_program(path: Path):
-    import torch
-    import torchao.quantization.pt2e  # noqa: F401  registers the quantized_decomposed ops the program uses
-
-    return torch.export.load(path)
 
 
 def _batch_of_one(sample, inputs: tuple[InputSpec, ...]) -> tuple[np.ndarray, ...]:

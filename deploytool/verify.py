@@ -1,9 +1,14 @@
 """Verify artifacts: run each in its real runtime on the held-out samples, compare with eager."""
 from __future__ import annotations
 
+import datetime
+import hashlib
+import io
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +21,7 @@ log = logging.getLogger("deploytool")
 
 Outputs = list[list[np.ndarray]]  # [sample][output]
 SIZE_SLACK = (0.02, 64 * 1024)  # (share, bytes) an int8 file may exceed its fp32 form by: program and scales
+RUNS_CACHE = Path(".cache") / "runs"  # under the output folder: runtime outputs by file, inputs and versions
 
 
 @dataclass
@@ -29,18 +35,25 @@ class References:
 
 
 def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, ...]], references: References,
-           config, output_names: tuple[str, ...], unverified: bool = False) -> ArtifactReport:
+           config, output_names: tuple[str, ...], unverified: bool = False, reuse_runs: bool = False) -> ArtifactReport:
     """Run the artifact in a child process and check it against eager (and, for int8, against the program it
-    was lowered from: it may lose at most parity.max_lowering_loss_db of SQNR against eager compared with it)."""
+    was lowered from: it may lose at most parity.max_lowering_loss_db of SQNR against eager compared with it).
+
+    With `reuse_runs`, the runtime's outputs recorded by an earlier run of this same file (bytes, held-out inputs,
+    library versions) stand in for running it again (`recorded_run`); the comparisons are always made anew.
+    """
     from deploytool.fsutil import sha256_file
     from deploytool.parity import compare, lowering_check, task_result
-    from deploytool.runtime import run_artifact
 
     started = time.perf_counter()
     size_error = oversize(artifact)
     if size_error:
         log.warning("%s", size_error)
-    run = run_artifact(artifact.path, artifact.format, samples, timeout_s=config.parity.timeout_s)
+    sha256 = sha256_file(artifact.path)
+    run, ran_at = recorded_run(artifact, samples, sha256=sha256, timeout_s=config.parity.timeout_s,
+                               cache_dir=config.output_dir / RUNS_CACHE if reuse_runs else None)
+    notes = [*artifact.notes, *([f"runtime outputs reused from its run at {ran_at} (same file, held-out inputs "
+                                 "and library versions); compared anew"] if ran_at else [])]
     precision = Precision(artifact.precision)
     comparisons, acc = [], {}
     if run.ok:
@@ -57,13 +70,59 @@ def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, .
         acc = task.to_dict() if task else {}
     return ArtifactReport(
         model=config.model, target=target, format=artifact.format, precision=artifact.precision,
-        artifact_path=artifact.path, size_bytes=artifact.path.stat().st_size, sha256=sha256_file(artifact.path),
+        artifact_path=artifact.path, size_bytes=artifact.path.stat().st_size, sha256=sha256,
         delegation=artifact.delegation, comparisons=comparisons, run_error=run.error, accuracy=acc,
-        notes=list(artifact.notes), unverified=unverified, held_out_min=config.data.holdout_min,
+        notes=notes, unverified=unverified, held_out_min=config.data.holdout_min,
         timings={"build": artifact.seconds, "verify": time.perf_counter() - started},
         outputs=run.outputs, companions={c.name: sha256_file(c) for c in artifact.companions},
         size_error=size_error,
     )
+
+
+def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, sha256: str, timeout_s: float,
+                 cache_dir: Path | None) -> tuple[Any, str | None]:
+    """(RunResult, when it ran): the artifact run in its real runtime now, or, when `cache_dir` holds the outputs
+    of an earlier successful run of the same file with the same inputs and library versions, those outputs.
+
+    Only runs that finished are recorded: a crash or a hang runs again. The key names the file's place
+    (target/name), so each copy of one .pte (android, ios) runs once in the runtime itself.
+
+    >>> run, ran_at = recorded_run(artifact, samples, sha256=digest, timeout_s=300, cache_dir=out / RUNS_CACHE)
+    >>> ran_at  # None: it ran now; else the UTC time of the run reused
+    """
+    from deploytool.fsutil import atomic_write_bytes, sha256_file
+    from deploytool.report import versions
+    from deploytool.runtime import RunResult, run_artifact
+
+    if cache_dir is None:
+        return run_artifact(artifact.path, artifact.format, samples, timeout_s=timeout_s), None
+    digest = hashlib.sha256(json.dumps({
+        "file": f"{artifact.path.parent.name}/{artifact.path.name}", "format": artifact.format, "sha256": sha256,
+        "companions": sorted((c.name, sha256_file(c)) for c in artifact.companions), "versions": versions(),
+    }, sort_keys=True).encode())
+    for sample in samples:
+        for array in sample:
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    path = cache_dir / f"{digest.hexdigest()[:24]}.npz"
+    try:
+        with np.load(path) as saved:
+            counts = [int(n) for n in saved["counts"]]
+            outputs = [[saved[f"{i}/{j}"] for j in range(n)] for i, n in enumerate(counts)]
+            ran_at = str(saved["ran_at"])
+        log.info("reusing %s's runtime outputs from its run at %s (same file, inputs and versions)",
+                 artifact.path.name, ran_at)
+        return RunResult(outputs, None, 0.0), ran_at
+    except (OSError, KeyError, ValueError):  # no record yet, or one cut short: run it
+        pass
+    run = run_artifact(artifact.path, artifact.format, samples, timeout_s=timeout_s)
+    if run.ok:
+        buffer = io.BytesIO()
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        np.savez(buffer, ran_at=np.array(now), counts=np.array([len(o) for o in run.outputs], dtype=np.int64),
+                 **{f"{i}/{j}": a for i, sample in enumerate(run.outputs) for j, a in enumerate(sample)})
+        atomic_write_bytes(path, buffer.getvalue())
+    return run, None
 
 
 def oversize(artifact: Artifact) -> str | None:

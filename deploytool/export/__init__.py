@@ -45,11 +45,21 @@ class Artifact:
 class Programs:
     """What the writers lower from: the fp32 and (when quantized) int8 programs, static at batch 1."""
 
-    def __init__(self, prepared: Any, *, precision: str, int8_program: Any = None, int8_activations: str = "static"):
+    def __init__(self, prepared: Any, *, precision: str, int8_program: Any = None, int8_file: Path | None = None,
+                 int8_activations: str = "static"):
         self.prepared = prepared
         self.precision = precision
-        self.int8 = int8_program
+        self._int8 = int8_program
+        self.int8_file = int8_file  # where quantize saved the int8 program: read only when a writer needs it
         self.int8_activations = int8_activations  # the plan quantize.json recorded for the .pte
+
+    @property
+    def int8(self) -> Any:
+        """The int8 program: the one quantize built in this run, else loaded from `int8_file` on first use
+        (MobileNetV2: 2-5 s, which a repeated export whose .pte is cached never pays)."""
+        if self._int8 is None and self.int8_file is not None:
+            self._int8 = load_program(self.int8_file)
+        return self._int8
 
     def plan_difference(self, runtime: str) -> tuple[str, ...]:
         """A note for an int8 artifact whose runtime cannot follow the .pte's recorded plan, saying what it does.
@@ -103,10 +113,24 @@ class Programs:
         """`main` lowered to .pte bytes once per export (.pte and .bpte share it), cached across runs by content
         in <output>/.cache/pte."""
         if not hasattr(self, "_pte"):
-            from deploytool.export.executorch import PTE_CACHE, lower_pte_cached
+            from deploytool.export.executorch import PTE_CACHE, cached_pte_of_file, lower_pte_cached
 
-            self._pte = lower_pte_cached(self.main, cache_dir=self.prepared.config.output_dir / PTE_CACHE)
+            cache_dir = self.prepared.config.output_dir / PTE_CACHE
+            saved_as = self.int8_file if self.precision == "int8" else None
+            self._pte = ((saved_as and cached_pte_of_file(saved_as, cache_dir=cache_dir))
+                         or lower_pte_cached(self.main, cache_dir=cache_dir, saved_as=saved_as))
         return self._pte
+
+
+def load_program(path: Path) -> Any:
+    """An ExportedProgram saved with torch.export.save, int8 ones included.
+
+    >>> program = load_program(Path("build/deploytool/quantized/program.pt2"))
+    """
+    import torch
+    import torchao.quantization.pt2e  # noqa: F401  registers the quantized_decomposed ops the program uses
+
+    return torch.export.load(path)
 
 
 FORMATS = Registry("format")

@@ -93,27 +93,59 @@ def _without_provenance(program):
             node.meta["from_node"] = history
 
 
-def lower_pte_cached(program, *, cache_dir: Path) -> tuple[bytes, Delegation]:
+def lower_pte_cached(program, *, cache_dir: Path, saved_as: Path | None = None) -> tuple[bytes, Delegation]:
     """`lower_pte`, reusing the bytes from `cache_dir` when a program with the same content was lowered before.
 
     The key hashes the graph, every weight and constant, and the library versions, so a changed model,
-    recipe or executorch release lowers again.
+    recipe or executorch release lowers again. `saved_as`, the file torch.export.save wrote the program to, is
+    remembered with the key, so `cached_pte_of_file` finds the .pte from that file without loading it.
 
     >>> data, delegation = lower_pte_cached(program, cache_dir=Path("build/deploytool/.cache/pte"))
     """
     key = program_fingerprint(program)
-    data_path, info_path = cache_dir / f"{key}.pte", cache_dir / f"{key}.json"
-    if data_path.is_file() and info_path.is_file():
-        try:
-            delegation = Delegation.from_dict(json.loads(info_path.read_text()))
-            log.info("reusing the lowered .pte from %s (same program content)", data_path)
-            return data_path.read_bytes(), delegation
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("ignoring the unreadable lowering cache entry %s", info_path)
+    if saved_as is not None:
+        atomic_write_bytes(_file_alias(saved_as, cache_dir), key.encode())
+    cached = _cached(key, cache_dir)
+    if cached:
+        return cached
     data, delegation = lower_pte(program)
-    atomic_write_bytes(data_path, data)
-    atomic_write_json(info_path, dataclasses.asdict(delegation))  # written last: it marks the entry complete
+    atomic_write_bytes(cache_dir / f"{key}.pte", data)
+    atomic_write_json(cache_dir / f"{key}.json", dataclasses.asdict(delegation))  # last: marks the entry complete
     return data, delegation
+
+
+def cached_pte_of_file(saved_as: Path, *, cache_dir: Path) -> tuple[bytes, Delegation] | None:
+    """The cached .pte of the program saved in `saved_as` (by content, library versions included), else None.
+
+    >>> cached_pte_of_file(Path("build/deploytool/quantized/program.pt2"), cache_dir=out / PTE_CACHE)
+    """
+    try:
+        key = _file_alias(saved_as, cache_dir).read_text().strip()
+    except OSError:  # not lowered through lower_pte_cached(saved_as=...) yet
+        return None
+    return _cached(key, cache_dir) if re.fullmatch(r"[0-9a-f]{24}", key) else None
+
+
+def _file_alias(saved_as: Path, cache_dir: Path) -> Path:
+    """Where the program key of the file `saved_as` is kept: named by the file's bytes and the library versions."""
+    from deploytool.fsutil import sha256_file
+    from deploytool.report import versions
+
+    digest = hashlib.sha256(f"{sha256_file(saved_as)}|{sorted(versions().items())}".encode()).hexdigest()[:24]
+    return cache_dir / "files" / f"{digest}.key"
+
+
+def _cached(key: str, cache_dir: Path) -> tuple[bytes, Delegation] | None:
+    data_path, info_path = cache_dir / f"{key}.pte", cache_dir / f"{key}.json"
+    if not (data_path.is_file() and info_path.is_file()):
+        return None
+    try:
+        delegation = Delegation.from_dict(json.loads(info_path.read_text()))
+        log.info("reusing the lowered .pte from %s (same program content)", data_path)
+        return data_path.read_bytes(), delegation
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning("ignoring the unreadable lowering cache entry %s", info_path)
+        return None
 
 
 def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30) -> tuple[float, int]:
