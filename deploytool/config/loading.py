@@ -1,7 +1,10 @@
-"""Project configuration: frozen dataclasses, read from deploytool.toml or [tool.deploytool].
+"""Reading the project configuration: deploytool.toml or [tool.deploytool] in pyproject.toml, [[models]] entries,
+a recorded earlier run and flags, merged in that order into the dataclasses of config.schema.
 
-Precedence, lowest first: defaults, the config file, flags. Unknown keys and wrong types are
-`ConfigError`s that name the file and the field.
+Unknown keys and wrong types are `ConfigError`s that name the file (or the flag) and the field.
+
+    >>> load_config(Path("."), overrides={"model": "zoo:digits"}).model
+    'zoo:digits'
 """
 from __future__ import annotations
 
@@ -12,11 +15,11 @@ import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from deploytool.config.schema import INTERNAL_FIELDS, ProjectConfig
 from deploytool.errors import ConfigError, did_you_mean
 
 CONFIG_FILE = "deploytool.toml"
@@ -24,225 +27,6 @@ MODELS_KEY = "models"  # [[models]]: one table per model, top-level keys are the
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # safe in folder names, JUnit and test ids
 
 
-class Precision(str, Enum):
-    FP32 = "fp32"
-    INT8 = "int8"
-
-
-class Layout(str, Enum):
-    NCHW = "NCHW"
-    NHWC = "NHWC"
-
-
-class Color(str, Enum):
-    RGB = "RGB"
-    BGR = "BGR"
-    L = "L"  # one grayscale channel
-
-
-DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"inputs '{self.name}': unknown dtype '{self.dtype}'. {did_you_mean(self.dtype, DTYPES)}")
-        if not self.shape or any(d < 1 for d in self.shape):
-            raise ConfigError(f"inputs '{self.name}': shape {list(self.shape)} must be non-empty positive sizes, "
-                              "batch first, e.g. [1, 3, 224, 224]")
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How an image file becomes an input tensor (the same steps the demo apps repeat)."""
-
-    resize: int | None = None  # shorter side, bilinear; None keeps the file's size
-    center_crop: tuple[int, int] | None = None  # [height, width]
-    color: Color = Color.RGB
-    scale: float = 1 / 255  # pixel value -> [0, 1]
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    layout: Layout = Layout.NCHW
-
-    def __post_init__(self) -> None:
-        if any(s == 0 for s in self.std):
-            raise ConfigError("preprocess.std: a standard deviation of 0 divides by zero; use 1.0 for 'no scaling'")
-        channels = 1 if self.color is Color.L else 3
-        for name in ("mean", "std"):
-            if len(getattr(self, name)) not in (1, channels):
-                raise ConfigError(f"preprocess.{name}: {len(getattr(self, name))} values for {channels} channel(s) "
-                                  f"(color = {self.color.value}); give 1 or {channels}")
-
-
-IMAGENET = Preprocess(resize=256, center_crop=(224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    calib: str | None = None  # a folder or file; "random" must be asked for explicitly
-    calib_limit: int | None = 256  # enough for stable int8 ranges on CNNs; more mostly costs time
-    holdout: float = 0.2  # share of samples kept out of calibration, used for parity
-    holdout_min: int = 8  # floor so tiny datasets still get a meaningful parity check
-    batch_size: int = 32  # calibration batch; batching is what makes calibration cheap
-
-    def __post_init__(self) -> None:
-        if not 0 < self.holdout < 1:
-            raise ConfigError(f"data.holdout = {self.holdout}: must be between 0 and 1 (e.g. 0.2)")
-        if self.calib_limit is not None and self.calib_limit < 1:
-            raise ConfigError(f"data.calib_limit = {self.calib_limit}: must be at least 1")
-        if self.batch_size < 1:
-            raise ConfigError(f"data.batch_size = {self.batch_size}: must be at least 1")
-
-
-class Observer(str, Enum):
-    """How calibration picks each activation's int8 range (torchao PT2E observers)."""
-
-    MINMAX = "minmax"
-    MOVING_AVERAGE = "moving-average"
-    HISTOGRAM = "histogram"
-    PERCENTILE = "percentile"
-
-
-class Activations(str, Enum):
-    """How activations are quantized for the .pte (XNNPACK int8)."""
-
-    AUTO = "auto"  # search: static first, then dynamic int8 when static misses the budget
-    STATIC = "static"  # ranges fixed by calibration: the fastest kernels
-    DYNAMIC = "dynamic"  # ranges measured per inference; int8 weights all the same
-
-
-class OnnxCalibration(str, Enum):
-    """onnxruntime.quantization calibration methods for the int8 ONNX model."""
-
-    MINMAX = "minmax"
-    ENTROPY = "entropy"
-    PERCENTILE = "percentile"
-
-
-class ScriptCapture(str, Enum):
-    """How the TorchScript formats (.pt, .ptl) capture the model."""
-
-    TRACE = "trace"
-    SCRIPT = "script"
-
-
-@dataclass(frozen=True)
-class QuantConfig:
-    per_channel: bool = True  # per-channel weights keep depthwise convs accurate at no runtime cost
-    observer: Observer = Observer.HISTOGRAM  # XNNPACK's own default: searches the clipping range with least error
-    symmetric_activations: bool = False  # affine uses all 256 levels for one-signed (post-ReLU) activations
-    percentile: float = 99.99  # observer = percentile: clip the rarest 0.01% of values, which dominate minmax
-    keep_fp32: tuple[str, ...] = ()  # eager module paths, globs (classifier.*) or type:Name left unquantized
-    # Trained MobileNetV2: static int8 14.7 dB, dynamic 25.3 dB for ~15% more latency; let the budget choose.
-    activations: Activations = Activations.AUTO
-    # The search's budget when none is set: 5 dB above the 15 dB verdict, so other samples still pass.
-    target_sqnr_db: float = 20.0
-    # Budgets for the automatic fp32 fallback; None leaves every supported layer in int8.
-    min_sqnr_db: float | None = None
-    min_top1_agreement: float | None = None
-    max_accuracy_drop: float | None = None  # top-1 accuracy points vs eager fp32, on labelled held-out data
-    max_fp32_layers: int = 8  # past a handful of fp32 layers the int8 model loses its size and speed edge
-    onnx_calibration: OnnxCalibration = OnnxCalibration.MINMAX  # exact observed ranges: fastest, no clipping guess
-
-    def __post_init__(self) -> None:
-        if not 50 < self.percentile <= 100:
-            raise ConfigError(f"quantize.percentile = {self.percentile}: must be in (50, 100], e.g. 99.99")
-        if self.max_fp32_layers < 1:
-            raise ConfigError(f"quantize.max_fp32_layers = {self.max_fp32_layers}: must be at least 1")
-        if self.min_top1_agreement is not None and not 0 <= self.min_top1_agreement <= 1:
-            raise ConfigError(f"quantize.min_top1_agreement = {self.min_top1_agreement}: a share in [0, 1], e.g. 0.97")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise ConfigError(f"quantize.max_accuracy_drop = {self.max_accuracy_drop}: points, at least 0, e.g. 1.0")
-
-    @property
-    def has_budget(self) -> bool:
-        return any(v is not None for v in (self.min_sqnr_db, self.min_top1_agreement, self.max_accuracy_drop))
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Parity checks against eager fp32; None switches a check off."""
-
-    min_sqnr_db: float | None = None
-    min_cosine: float | None = None
-    min_top1_agreement: float | None = None
-    max_abs_rel: float | None = None  # max abs error divided by the eager output's range
-
-
-@dataclass(frozen=True)
-class ParityConfig:
-    # fp32 lowering should be numerically transparent: 1e-4 of the output range, SQNR far above int8.
-    fp32: Thresholds = Thresholds(min_sqnr_db=40.0, min_cosine=0.9999, min_top1_agreement=0.99, max_abs_rel=1e-4)
-    # Trained MobileNetV2 on real photos: static int8 at 14.7 dB flips 3 of 36 decisive predictions, dynamic
-    # int8 at 25 dB flips none; under 15 dB predictions visibly change. Top-1 counts decisive samples only and
-    # fails only when its 95% interval lies below 0.85 (deploytool.parity).
-    int8: Thresholds = Thresholds(min_sqnr_db=15.0, min_cosine=0.98, min_top1_agreement=0.85)
-    # int8 artifact vs the program it was lowered from, as SQNR lost against eager: a correct XNNPACK lowering of
-    # the trained MobileNetV2 lands within 0.5 dB of its PT2E program; a wrong dim order costs 1.7 dB.
-    max_lowering_loss_db: float = 1.0
-    # With labels (or a zoo entry's task metric) the task decides for int8: one flip in 36 is 2.8 points, two fail.
-    max_accuracy_drop: float = 3.0
-    timeout_s: float = 300.0  # per artifact run in its runtime subprocess
-
-    def for_precision(self, precision: Precision) -> Thresholds:
-        return self.int8 if precision is Precision.INT8 else self.fp32
-
-
-@dataclass(frozen=True)
-class BaselineConfig:
-    """How far each metric may fall behind deploytool.baseline.json before `deploytool check` fails."""
-
-    sqnr_db: float = 1.0  # dB; reruns on one machine agree to 0.01 dB, so a 1 dB drop is a real change
-    top1_agreement: float = 0.01  # share of held-out samples: one flipped prediction in a hundred
-    accuracy: float = 0.01  # top-1 accuracy on labelled held-out samples, as a share (1 point)
-    size_growth: float = 0.05  # relative growth of the artifact file; weights alone do not grow by 5%
-    delegated_share: float = 0.0  # any op leaving the delegate runs on slow portable kernels: always a regression
-
-    def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            if getattr(self, item.name) < 0:
-                raise ConfigError(f"baseline.{item.name} = {getattr(self, item.name)}: a tolerance, at least 0")
-
-
-@dataclass(frozen=True)
-class ProjectConfig:
-    model: str | None = None  # zoo:NAME, torchvision:NAME, pkg.mod:factory, file.py:factory, or a .pt2
-    weights: str | None = None  # local state_dict / checkpoint for the model
-    trust_checkpoint: bool = False  # allow pickle in checkpoints (runs code from the file)
-    inputs: tuple[InputSpec, ...] = ()  # empty: from the zoo entry or the first calibration sample
-    preprocess: Preprocess | None = None  # None: the zoo/torchvision default, else plain [0, 1] scaling
-    labels: tuple[str, ...] = ()
-    data: DataConfig = DataConfig()
-    quantize: QuantConfig = QuantConfig()
-    targets: tuple[str, ...] = ("android",)
-    precision: Precision | None = None  # None: int8 when a quantized program exists, else fp32
-    dynamic_batch: bool = False  # server formats (onnx, torchscript, aoti) take any batch; off: batch 1 like mobile
-    torchscript_capture: ScriptCapture = ScriptCapture.TRACE  # trace handles any forward() without data-dependent ifs
-    parity: ParityConfig = ParityConfig()
-    name: str | None = None  # a [[models]] entry's name: in check tables, JUnit, test ids and <output>/<name>
-    baseline: BaselineConfig = BaselineConfig()  # tolerances against the committed deploytool.baseline.json
-    output: str = "build/deploytool"
-    base_dir: Path = field(default=Path("."), compare=False)  # relative paths resolve against this
-    source: str = field(default="defaults", compare=False)  # where the values came from, for messages
-
-    def path(self, value: str) -> Path:
-        """A path from the config, resolved relative to the config file's folder."""
-        return (self.base_dir / value).resolve()
-
-    @property
-    def output_dir(self) -> Path:
-        return self.path(self.output)
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
-
-
-# --- reading -------------------------------------------------------------------------------------------
 
 
 def find_config(start: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -405,7 +189,6 @@ def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
     table[leaf] = value
 
 
-_INTERNAL_FIELDS = {"base_dir", "source"}
 
 
 def _build(cls: type, table: Any, *, where: str, source: str) -> Any:
@@ -413,7 +196,7 @@ def _build(cls: type, table: Any, *, where: str, source: str) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{where.rstrip('.')}] must be a table, got {type(table).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)} - _INTERNAL_FIELDS
+    fields = {f.name for f in dataclasses.fields(cls)} - INTERNAL_FIELDS
     kwargs = {}
     for key, value in table.items():
         if key not in fields:
@@ -454,7 +237,7 @@ _LIST_TABLES = {"inputs."}  # tuples of tables: [[inputs]]
 def _tables(cls: type, prefix: str = "") -> list[tuple[str, set[str]]]:
     """Every table of the config with its keys: ('', top-level keys), ('data.', ...), ('parity.int8.', ...)."""
     hints = typing.get_type_hints(cls)
-    keys = {f.name for f in dataclasses.fields(cls)} - _INTERNAL_FIELDS
+    keys = {f.name for f in dataclasses.fields(cls)} - INTERNAL_FIELDS
     tables = [(prefix, keys)]
     for name in sorted(keys):
         inner = [a for a in (hints[name], *typing.get_args(hints[name])) if dataclasses.is_dataclass(a)]
@@ -501,23 +284,4 @@ def _convert(hint: Any, value: Any, *, where: str, source: str) -> Any:
         return float(value)
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise ConfigError(f"{source}: '{where}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def to_plain(value: Any) -> Any:
-    """A config value as TOML/JSON-ready data: dataclasses become dicts (without their internal fields), enums
-    their CLI strings, tuples lists, paths strings. What `to_dict`, cache keys and job specs are made of.
-
-    >>> to_plain(QuantConfig(keep_fp32=("classifier",)))["keep_fp32"], to_plain(QuantConfig())["observer"]
-    (['classifier'], 'histogram')
-    """
-    if dataclasses.is_dataclass(value):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.name not in _INTERNAL_FIELDS}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (tuple, list)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
     return value
