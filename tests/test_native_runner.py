@@ -18,7 +18,7 @@ import pytest
 import torch
 from sklearn import datasets as sklearn_datasets
 
-from deploytool.runtime import native_runner
+from deploytool.runtime import native_build, native_runner
 from deploytool.runtime.native_runner import (
     NativeBuildError,
     NativeRunError,
@@ -281,7 +281,7 @@ def test_build_is_cached(runner, tmp_path_factory):
 def test_build_names_missing_wheel_parts(tmp_path, monkeypatch):
     fake_root = tmp_path / "executorch"
     (fake_root / "include").mkdir(parents=True)
-    monkeypatch.setattr(native_runner, "_executorch_root", lambda: fake_root)
+    monkeypatch.setattr(native_build, "_executorch_root", lambda: fake_root)
     with pytest.raises(NativeBuildError) as info:
         build_runner(tmp_path / "cache")
     msg = str(info.value)
