@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from types import ModuleType
 
 
 class DeployError(Exception):
@@ -73,6 +74,20 @@ class ParityFailed(DeployError):
     """Artifacts were written but do not match eager within the thresholds."""
 
     exit_code = 1
+
+
+def import_optional(module: str, *, label: str, needed_by: str, extra: str, pin: str) -> ModuleType:
+    """`module` imported, or a MissingDependencyError saying what needs it and the pip command that installs it.
+
+    >>> ray = import_optional("ray", label="Ray", needed_by="--executor ray", extra="ray", pin="ray==2.60.0")
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{needed_by} needs {label}, which is not installed.",
+                                     hint=f"pip install 'deploytool[{extra}]'  (or: pip install {pin})") from None
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from deploytool.errors import MissingDependencyError, UsageError
+from deploytool.errors import UsageError, import_optional
 from deploytool.scale.jobs import JobSpec, report_of, run_job
 
 EXECUTORS = ("local", "ray")
@@ -179,12 +179,7 @@ class RayExecutor:
 
 def import_ray():
     """The ray module, or a MissingDependencyError with the command that installs it."""
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError("--executor ray needs Ray, which is not installed.",
-                                     hint=f"pip install 'deploytool[ray]'  (or: pip install {RAY_PIN})") from None
-    return ray
+    return import_optional("ray", label="Ray", needed_by="--executor ray", extra="ray", pin=RAY_PIN)
 
 
 def verdict(report: Report) -> str:
