@@ -106,10 +106,10 @@ class Prepared:
         return None
 
     def session(self, recipe) -> Any:
-        """The quantize.diagnose.Session for `recipe`, one per run: the fp32 fallback and the diagnosis of
-        `quantize --diagnose` share its eager outputs and its evaluations."""
+        """The quantize.session.Session for `recipe`, one per run: the search, the fp32 fallback and the diagnosis
+        of `quantize --diagnose` share its one calibration, its eager outputs and its evaluations."""
         if ("session", recipe) not in self.memo:
-            from deploytool.quantize.diagnose import Session
+            from deploytool.quantize.session import Session
 
             self.memo["session", recipe] = Session(self, self.captured(), recipe)
         return self.memo["session", recipe]
@@ -265,7 +265,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     else:
         captured = prepared.captured()
         started = time.perf_counter()
-        quantized, searched, fallback = _quantize_variants(prepared, captured, executor, judged)
+        quantized, searched, fallback = _quantize_variants(prepared, executor, judged)
         recipe = _recipe_record(config, fallback, searched)
         prepared.timings["quantize"] = time.perf_counter() - started
         program, reused, method = quantized.program, False, captured.method
@@ -291,44 +291,38 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     return result
 
 
-def _quantize_variants(prepared: Prepared, captured, executor: Any,
+def _quantize_variants(prepared: Prepared, executor: Any,
                        judged: list[tuple[Any, list]]) -> tuple[Any, Any, dict[str, Any] | None]:
     """The int8 program the recipe asks for: (program, SearchResult or None, fp32 fallback record or None).
     Each variant the search judges is appended to `judged` with its held-out outputs.
 
-    activations = auto searches static, then dynamic int8 (quantize/search.py); past both, a budget the user set
-    runs the fp32 fallback. activations = static with a budget is the fp32 fallback alone, without one the plain
-    static recipe; dynamic is the plain dynamic recipe.
+    activations = auto searches static, mixed, then dynamic int8 (quantize/search.py), all from one calibration
+    (quantize/session.py); past them, a budget the user set runs the fp32 fallback over the same calibration.
+    activations = static with a budget is the fp32 fallback alone, without one the plain static recipe; dynamic
+    is the plain dynamic recipe.
     """
     from deploytool.config import Activations
+    from deploytool.quantize.diagnose import noisiest_layers
     from deploytool.quantize.fallback import quantize_within_budget
-    from deploytool.quantize.pt2e import quantize as quantize_static
-    from deploytool.quantize.pt2e import quantize_dynamic
-    from deploytool.quantize.search import search
+    from deploytool.quantize.search import DYNAMIC, STATIC, search
 
-    recipe, config = prepared.config.quantize, prepared.config
+    recipe = prepared.config.quantize
+    session = prepared.session(recipe)
     if recipe.activations is Activations.STATIC and recipe.has_budget:
-        quantized, fallback = quantize_within_budget(prepared.session(recipe), executor=executor)
+        quantized, fallback = quantize_within_budget(session, executor=executor)
         return quantized, None, fallback
-
-    def static():
-        return quantize_static(captured, recipe=recipe, calibration=prepared.split.calibration,
-                               example_inputs=prepared.example_inputs, batch_size=config.data.batch_size)
-
-    def dynamic():
-        return quantize_dynamic(captured, recipe=recipe, example_inputs=prepared.example_inputs)
-
     if recipe.activations is not Activations.AUTO and not recipe.has_budget:
-        return (static() if recipe.activations is Activations.STATIC else dynamic()), None, None
+        return session.quantized(STATIC if recipe.activations is Activations.STATIC else DYNAMIC), None, None
+
     def compare(program):
         judged.append((program, prepared.outputs_of(program.module())))
         return _judge(prepared, judged[-1][1], "int8 variant")
 
-    searched = search(recipe, static=static, dynamic=dynamic, compare=compare,
+    searched = search(recipe, build=session.quantized, compare=compare, sensitive=lambda: noisiest_layers(session),
                       cost=lambda program: _pte_cost(prepared, program))
     if searched.met or not recipe.has_budget:
         return searched.program, searched, None
-    quantized, fallback = quantize_within_budget(prepared.session(recipe), executor=executor)
+    quantized, fallback = quantize_within_budget(session, executor=executor)
     return quantized, searched, fallback
 
 
@@ -354,7 +348,7 @@ def _pte_cost(prepared: Prepared, program) -> tuple[float, int]:
 def _recipe_record(config: ProjectConfig, fallback: dict[str, Any] | None, searched: Any) -> dict[str, Any]:
     """What report.json says about how the program was quantized."""
     recipe = config.quantize
-    activations = searched.activations.value if searched and not fallback else (
+    activations = searched.activations if searched and not fallback else (
         "static" if fallback else recipe.activations.value)
     return {"quantizer": "XNNPACKQuantizer (PT2E)", "observer": recipe.observer.value,
             "weights": "per-channel" if recipe.per_channel else "per-tensor",
@@ -365,8 +359,8 @@ def _recipe_record(config: ProjectConfig, fallback: dict[str, Any] | None, searc
 
 
 @holds_output_lock
-def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
-             fallback: dict[str, Any] | None = None, executor: Any = None) -> tuple[Any, Path]:
+def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *, fallback: dict[str, Any] | None = None,
+             search: dict[str, Any] | None = None, executor: Any = None) -> tuple[Any, Path]:
     """Per-layer diagnosis of the int8 recipe; writes <output>/diagnosis/report.json and report.html.
 
     The sensitivity candidates run as jobs on `executor` (deploytool.scale.executor) when one is given.
@@ -380,7 +374,7 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *,
 
     prepared = prepared or prepare(config)
     diagnosis = diagnose_layers(prepared.session(config.quantize), keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
-                                fallback=fallback, executor=executor)
+                                fallback=fallback, search=search, executor=executor)
     folder = config.output_dir / "diagnosis"
     atomic_write_json(folder / "report.json", {**diagnosis.to_dict(), "versions": versions()})
     write_html(diagnosis, folder / "report.html")

@@ -106,3 +106,19 @@ def local_ray():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def calibration_passes(monkeypatch) -> list[int]:
+    """Counts every calibration pass (quantize.pt2e.feed: the only code that runs samples through observers)."""
+    from deploytool.quantize import pt2e
+
+    passes: list[int] = []
+    real_feed = pt2e.feed
+
+    def counting_feed(*args, **kwargs):
+        passes.append(1)
+        return real_feed(*args, **kwargs)
+
+    monkeypatch.setattr(pt2e, "feed", counting_feed)
+    return passes

@@ -180,7 +180,7 @@ def test_keep_fp32_improves_output(project, digit_images):
     from deploytool import api
     from deploytool.capture import capture
     from deploytool.config import Observer, QuantConfig, load_config
-    from deploytool.quantize.diagnose import Session
+    from deploytool.quantize.session import Session
 
     config = load_config(project)
     prepared = api.prepare(config)

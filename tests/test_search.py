@@ -5,24 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_quant_quality import _parse_html
 
 BETWEEN_DB = 45.0  # above static (~38 dB), below dynamic (~52 dB) on the held-out digits
-
-
-@pytest.fixture
-def calibration_passes(monkeypatch) -> list[int]:
-    """Counts every calibration pass (quantize.pt2e.feed: the only code that runs samples through observers)."""
-    from deploytool.quantize import pt2e
-
-    passes: list[int] = []
-    real_feed = pt2e.feed
-
-    def counting_feed(*args, **kwargs):
-        passes.append(1)
-        return real_feed(*args, **kwargs)
-
-    monkeypatch.setattr(pt2e, "feed", counting_feed)
-    return passes
 
 
 def _record(folder) -> dict:
@@ -41,14 +26,23 @@ def test_search_stops_at_static_when_it_meets_the_default_budget(cli, digit_imag
 
 def test_a_budget_static_misses_takes_dynamic_from_the_same_calibration(cli, digit_images, calibration_passes):
     cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.3",
-        "--min-sqnr", str(BETWEEN_DB))
+        "--min-sqnr", str(BETWEEN_DB), "--diagnose")
     record = _record(cli.folder)
     steps = record["recipe"]["search"]["steps"]
-    assert [s["name"] for s in steps] == ["static int8", "dynamic int8"]
-    assert not steps[0]["met"] and steps[0]["sqnr_db"] < BETWEEN_DB <= steps[1]["sqnr_db"] and steps[1]["met"]
-    assert steps[0]["latency_ms"] is None and steps[1]["latency_ms"] > 0  # only the kept variant is lowered
+    assert [s["activations"] for s in steps] == ["static", "mixed", "dynamic"]
+    assert [s["name"] for s in steps][::2] == ["static int8", "dynamic int8"]
+    assert [s["met"] for s in steps] == [False, False, True]
+    assert max(s["sqnr_db"] for s in steps[:2]) < BETWEEN_DB <= steps[2]["sqnr_db"]
+    assert [s["latency_ms"] is None for s in steps] == [True, True, False]  # only the kept variant is lowered
     assert record["recipe"]["activations"] == "dynamic" and record["fallback"] is None
-    assert calibration_passes == [1]  # dynamic int8 calibrates nothing: one pass served both variants
+    assert record["recipe"]["search"]["plan"] == {"dynamic": [], "fp32": [], "all_dynamic": True}
+    # One pass served all three (and the diagnosis): the mix reads the static calibration's ranges, dynamic int8
+    # calibrates nothing.
+    assert calibration_passes == [1]
+    # The whole table in the diagnosis page, one row per step.
+    page = cli.folder / "build/deploytool/diagnosis/report.html"
+    assert "<h2>Recipe search</h2>" in page.read_text()
+    assert [c for c in _parse_html(page).cells if "int8" in c] == [s["name"] for s in steps]
 
     # The replay: export lowers the recorded dynamic program, and the .pte runs in the ExecuTorch runtime.
     cli("export", "--target", "android")

@@ -42,7 +42,8 @@ def quantize(with_diagnosis: bool, executor_name: str, jobs: int, ray_address: s
             "--min-top1-agreement, --max-accuracy-drop) or --diagnose; quantizing here in one process.")
     prepared = api.prepare(config)
     result = api.quantize(config, prepared, executor=executor)
-    diagnosis = (api.diagnose(config, prepared, fallback=result.fallback, executor=executor) if with_diagnosis
+    diagnosis = (api.diagnose(config, prepared, fallback=result.fallback,
+                                search=result.recipe.get("search"), executor=executor) if with_diagnosis
                  else None)
     if flags["as_json"]:
         from deploytool.report import comparison_dict

@@ -67,10 +67,10 @@ class Programs:
         >>> Programs(prepared, precision="int8", int8_activations="dynamic").plan_difference("onnxruntime")
         ("differs from the .pte's plan (dynamic int8 activations, quantize.json): onnxruntime ...",)
         """
-        if self.int8_activations != "dynamic":
+        if self.int8_activations == "static":
             return ()
-        return (f"differs from the .pte's plan (dynamic int8 activations, quantize.json): {runtime} gets static int8 "
-                "activations calibrated on the same split, the nearest it supports",)
+        return (f"differs from the .pte's plan ({self.int8_activations} int8 activations, quantize.json): {runtime} "
+                "gets static int8 activations calibrated on the same split, the nearest it supports",)
 
     @functools.cached_property
     def fp32(self) -> Any:

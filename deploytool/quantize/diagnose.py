@@ -15,15 +15,16 @@ from typing import Any
 import numpy as np
 
 from deploytool.config import QuantConfig
-from deploytool.parity import SQNR_EXACT_DB, OutputMetrics, accuracy, output_metrics
+from deploytool.parity import SQNR_EXACT_DB
 from deploytool.quantize.recipes import module_path
+from deploytool.quantize.session import Evaluation, Session
 
 log = logging.getLogger("deploytool")
 
+NOISE_SHARE = 0.5  # the mixed plan targets the layers behind half of static int8's noise
 JUMP_DB = 10.0  # one layer tripling the error amplitude of its input stands out from int8 rounding noise
 CLEAN_INT8_DB = 40.0  # about what int8 rounding of a well-ranged activation gives
 WEIGHTED_OPS = ("conv", "linear")  # the ops XNNPACK quantizes with int8 weights: the fallback candidates
-FP32_EXTRA_BYTES = 3  # a weight kept fp32 takes 4 bytes instead of 1
 
 
 @dataclass(frozen=True)
@@ -38,124 +39,6 @@ class Sensitivity:
     name: str
     alone_sqnr_db: float  # output SQNR with only this layer in int8 (all other candidates fp32)
     extra_bytes: int  # size cost of its weights in fp32
-
-
-@dataclass
-class Evaluation:
-    """The quantized model with some layers kept fp32, measured on the held-out samples against eager."""
-
-    kept_fp32: tuple[str, ...]
-    metrics: tuple[OutputMetrics, ...]
-    accuracy: float | None
-    errors: list[np.ndarray] = field(repr=False, default_factory=list)  # per output: candidate - eager
-
-    @property
-    def sqnr_db(self) -> float:
-        return min(m.sqnr_db for m in self.metrics)
-
-    @property
-    def top1_agreement(self) -> float | None:
-        return self.metrics[0].top1_agreement
-
-    def to_dict(self) -> dict[str, Any]:
-        """What a `candidate` job sends back: everything but `errors`, which only the HTML diagnosis plots.
-
-        >>> Evaluation.from_dict(evaluation.to_dict()).sqnr_db == evaluation.sqnr_db
-        True
-        """
-        return {"kept_fp32": list(self.kept_fp32), "metrics": [asdict(m) for m in self.metrics],
-                "accuracy": self.accuracy}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
-        return cls(tuple(data["kept_fp32"]), tuple(OutputMetrics(**m) for m in data["metrics"]), data["accuracy"])
-
-
-class Session:
-    """Everything needed to quantize one captured model many ways and compare each with eager fp32.
-
-    >>> session = Session(prepared, capture(prepared.loaded.module, prepared.example_inputs), recipe)
-    >>> session.evaluate(("classifier",)).sqnr_db
-    31.2
-    """
-
-    def __init__(self, prepared: Any, captured: Any, recipe: QuantConfig):
-        self.prepared, self.captured, self.recipe = prepared, captured, recipe
-        self.batch = prepared.config.data.batch_size if captured.dynamic_batch else 1
-        self.held_out = [arrays for _, arrays in prepared.split.held_out.batches(self.batch)]
-        self.labels = [ref.label for ref, _ in prepared.held_out()]  # decoded once per run
-        self.eager = self._run(prepared.loaded.module)
-        self.eager_accuracy = accuracy(self.eager, self.labels)
-        self._evaluations: dict[tuple[str, ...], Evaluation] = {}
-        self._last: dict[str, tuple[tuple[str, ...], Any]] = {}  # kind -> (kept set, value): see _latest
-
-    def _latest(self, kind: str, keep_fp32: Sequence[str], make) -> Any:
-        """The last value of one kind (calibrated, converted, quantized), remade when the kept set changes:
-        the fallback and the diagnosis ask for one set several times in a row, and each value is large."""
-        key = tuple(sorted(keep_fp32))
-        if self._last.get(kind, (None,))[0] != key:
-            self._last[kind] = (key, make(key))
-        return self._last[kind][1]
-
-    def calibrate(self, keep_fp32: Sequence[str] = ()):
-        """Calibrated graph with `keep_fp32` in fp32 (convert copies it)."""
-        return self._latest("calibrated", keep_fp32, self._calibrate)
-
-    def converted(self, keep_fp32: Sequence[str] = ()):
-        """The q/dq graph module with `keep_fp32` in fp32: what evaluate runs and quantized re-exports."""
-        from deploytool.quantize.pt2e import convert
-
-        return self._latest("converted", keep_fp32, lambda key: convert(self.calibrate(key)))
-
-    def _calibrate(self, keep_fp32: tuple[str, ...]):
-        from deploytool.quantize.pt2e import calibrate
-
-        return calibrate(self.captured, recipe=self.recipe, calibration=self.prepared.split.calibration,
-                         example_inputs=self.prepared.example_inputs, batch_size=self.batch, keep_fp32=keep_fp32)
-
-    def evaluate(self, keep_fp32: Sequence[str] = ()) -> Evaluation:
-        """Quantize with `keep_fp32` (on top of the recipe's own) and compare with eager; cached per set."""
-        key = tuple(sorted(keep_fp32))
-        if key not in self._evaluations:
-            outputs = self._run(self.converted(key))
-            names = self.prepared.output_names
-            metrics = tuple(output_metrics(n, [o[i] for o in self.eager], [o[i] for o in outputs])
-                            for i, n in enumerate(names))
-            errors = [np.concatenate([(c[i] - e[i]).ravel() for c, e in zip(outputs, self.eager)])
-                      for i in range(len(names))]
-            self._evaluations[key] = Evaluation(key, metrics, accuracy(outputs, self.labels), errors)
-        return self._evaluations[key]
-
-    def quantized(self, keep_fp32: Sequence[str] = ()):
-        """The static batch-1 Captured program with `keep_fp32` left in fp32."""
-        from deploytool.quantize.pt2e import reexport
-
-        return self._latest("quantized", keep_fp32, lambda key: reexport(
-            self.captured, self.converted(key), example_inputs=self.prepared.example_inputs))
-
-    def inputs(self, arrays) -> tuple:
-        import torch
-
-        return tuple(torch.from_numpy(np.ascontiguousarray(a, dtype=s.dtype))
-                     for a, s in zip(arrays, self.prepared.inputs))
-
-    def _run(self, module) -> list[list[np.ndarray]]:
-        """Per-sample outputs (batch axis kept at 1), as parity compares them."""
-        import torch
-
-        from deploytool.runtime import as_arrays
-
-        samples: list[list[np.ndarray]] = []
-        with torch.inference_mode():
-            for arrays in self.held_out:
-                outputs = as_arrays(module(*self.inputs(arrays)))
-                samples.extend([o[i:i + 1] for o in outputs] for i in range(len(arrays[0])))
-        return samples
-
-    def weight_bytes(self, name: str) -> int:
-        """Extra bytes when module `name`'s weights stay fp32 instead of int8."""
-        module = self.prepared.loaded.module.get_submodule(name)
-        return FP32_EXTRA_BYTES * sum(p.numel() for n, p in module.named_parameters() if n.endswith("weight"))
 
 
 @dataclass(frozen=True)
@@ -263,6 +146,35 @@ def candidates(session: Session) -> list[str]:
     return [name for name in found if name not in session.recipe.keep_fp32]
 
 
+def noisiest_layers(session: Session, *, share: float = NOISE_SHARE) -> tuple[str, ...]:
+    """The fewest weighted layers (conv, linear) that add `share` of static int8's noise, from one pass of
+    torchao's numeric debugger: a layer adds its output's relative noise power (10^(-SQNR/10)) less that of the
+    layer before it along the network. What the mixed plan of the search makes dynamic; () when the debugger
+    cannot follow the model.
+
+    >>> noisiest_layers(session)
+    ('features.1.conv.0.0', 'features.2.conv.1.0')
+    """
+    try:
+        errors, _ = layer_errors(session)
+    except Exception:  # a private torchao API on a model from anywhere: the search then skips the mixed plan
+        log.debug("numeric debugger failed; no mixed plan", exc_info=True)
+        return ()
+    weighted, previous, added = set(candidates(session)), 0.0, []
+    for error in errors:
+        noise = 10 ** (-error.sqnr_db / 10)
+        if error.name in weighted and noise > previous:
+            added.append((noise - previous, error.name))
+        previous = noise
+    total, chosen = sum(a for a, _ in added), []
+    for amount, name in sorted(added, reverse=True):
+        if sum(a for a, _ in chosen) >= share * total:
+            break
+        chosen.append((amount, name))
+    names = tuple(sorted(name for _, name in chosen))
+    return names if 0 < len(names) < len(weighted) else ()
+
+
 def sensitivity(session: Session, names: Sequence[str], *, base: Sequence[str] = (),
                 executor: Any = None) -> list[Sensitivity]:
     """Output SQNR with only one of `names` in int8 (the others fp32), for each; most harmful first.
@@ -310,6 +222,7 @@ class Diagnosis:
     warnings: list[str]
     fallback: dict[str, Any] | None = None
     uncompared: list[Uncompared] = field(default_factory=list)  # layers the numeric debugger could not pair
+    search: dict[str, Any] | None = None  # the recipe search's record, when quantize ran one (quantize/search.py)
 
     @property
     def guilty(self) -> list[str]:
@@ -328,7 +241,7 @@ class Diagnosis:
             "layers": [{**asdict(e), "clipped_share": self.clipped.get(e.name)} for e in self.layers],
             "sensitivity": [asdict(s) for s in self.ranking],
             "uncompared": [asdict(u) for u in self.uncompared],
-            "warnings": self.warnings, "fallback": self.fallback,
+            "warnings": self.warnings, "fallback": self.fallback, "search": self.search,
         }
 
     def lines(self) -> list[str]:
@@ -352,7 +265,7 @@ class Diagnosis:
 
 
 def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[str, Any] | None = None,
-             executor: Any = None) -> Diagnosis:
+             search: dict[str, Any] | None = None, executor: Any = None) -> Diagnosis:
     """Per-layer errors, first jump, sensitivity (its candidates on `executor` when given) and
     calibration-sufficiency warnings for one recipe.
 
@@ -366,17 +279,18 @@ def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[
     kept = tuple(keep_fp32)
     evaluation = session.evaluate(kept)
     layers, uncompared = _layer_errors_or_why(session, kept)
-    calibrated = session.calibrate(kept)  # before sensitivity, which calibrates other sets and evicts this one
+    calibrated = session.calibrate()  # the run's one calibration: every variant's ranges come from it
     names = [name for name in candidates(session) if name not in kept]
     ranking = sensitivity(session, names, base=kept, executor=executor) if len(names) > 1 else []
     layer_of = sufficiency.observer_layers(calibrated.prepared)
     clipped = sufficiency.clipped_shares(calibrated, layer_of, (session.inputs(a) for a in session.held_out))
     warnings = [*sufficiency.input_warnings(s for _, s in session.prepared.split.calibration.samples()),
                 *sufficiency.range_warnings(calibrated, layer_of), *sufficiency.clipping_warnings(clipped)]
-    recipe = {**_to_plain(session.recipe), "kept_fp32": list(calibrated.kept_fp32)}
-    return Diagnosis(session.prepared.config.model or "", recipe, calibrated.kept_fp32, evaluation,
+    kept_all = tuple(sorted({*calibrated.kept_fp32, *kept}))
+    recipe = {**_to_plain(session.recipe), "kept_fp32": list(kept_all)}
+    return Diagnosis(session.prepared.config.model or "", recipe, kept_all, evaluation,
                      session.eager_accuracy, layers, first_jump(layers), ranking, clipped, warnings, fallback,
-                     uncompared)
+                     uncompared, search)
 
 
 def _layer_errors_or_why(session: Session, kept: tuple[str, ...]) -> tuple[list[LayerError], list[Uncompared]]:

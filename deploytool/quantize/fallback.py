@@ -1,8 +1,9 @@
 """Automatic fp32 fallback: keep the most sensitive layers in fp32 until a quality budget holds.
 
 Layers are ranked once by sensitivity (output SQNR with only that layer in int8), then kept in fp32 in
-that order; each step is re-calibrated and measured on the held-out samples against eager fp32, and
-its cost is recorded: extra weight bytes, and latency of the lowered .pte in the ExecuTorch runtime.
+that order; each step is built from the run's one calibration (quantize/session.py), measured on the
+held-out samples against eager fp32, and its cost is recorded: extra weight bytes, and latency of the
+lowered .pte in the ExecuTorch runtime.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deploytool.config import QuantConfig
-from deploytool.quantize.diagnose import Evaluation, Session, Sensitivity, candidates, sensitivity
+from deploytool.quantize.diagnose import Sensitivity, candidates, sensitivity
+from deploytool.quantize.session import Evaluation, Session
 
 log = logging.getLogger("deploytool")
 

@@ -1,4 +1,5 @@
-"""PT2E int8 with ExecuTorch's XNNPACKQuantizer: static (calibrated in batches on real data) or dynamic."""
+"""PT2E int8 with ExecuTorch's XNNPACKQuantizer: observers inserted for a per-layer plan, calibrated in batches
+on real data, converted and re-exported. quantize/session.py builds every variant of a run from one calibration."""
 from __future__ import annotations
 
 import logging
@@ -43,29 +44,27 @@ def quantize(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, e
     return finish(captured, calibrated, example_inputs=example_inputs)
 
 
-def quantize_dynamic(captured: Captured, *, recipe: QuantConfig, example_inputs: tuple,
-                     keep_fp32: Sequence[str] = ()) -> Captured:
-    """int8 weights, activations quantized per inference: no calibration, one forward for the weight observers.
+def prepare(captured: Captured, *, recipe: QuantConfig, keep_fp32: Sequence[str] = (), dynamic: Sequence[str] = (),
+            all_dynamic: bool = False):
+    """The captured graph with observers for the recipe: static int8, dynamic int8 for the modules in `dynamic`
+    (or everywhere with `all_dynamic`), fp32 for the recipe's keep_fp32 and `keep_fp32` (eager module paths).
 
-    >>> q = quantize_dynamic(captured, recipe=QuantConfig(), example_inputs=(x,))
+    >>> observed = prepare(captured, recipe=QuantConfig(), dynamic=("classifier",))
     """
-    import torch
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     from deploytool.quantize.recipes import build_quantizer, module_names, resolve_layers
 
     graph_module = captured.program.module()
     kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(graph_module))
+    quantizer = build_quantizer(recipe, keep_fp32=kept, dynamic=all_dynamic, dynamic_layers=dynamic)
     try:
-        observed = prepare_pt2e(graph_module, build_quantizer(recipe, keep_fp32=kept, dynamic=True))
+        return prepare_pt2e(graph_module, quantizer)
     except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
-        raise QuantizeError(f"Inserting dynamic int8 observers failed: {type(exc).__name__}: {exc}",
-                            hint="Try --activations static; add -v for the traceback.") from exc
-    with torch.inference_mode():
-        observed(*example_inputs)
-    # Converted in place, unlike `convert`: a deep copy loses the links torchao's metadata pass needs to find
-    # each dynamic input's choose_qparams node ("No chose qparams node found for conv2d").
-    return reexport(captured, convert_pt2e(observed), example_inputs=example_inputs)
+        what = "dynamic int8" if all_dynamic or dynamic else "int8"
+        raise QuantizeError(f"Inserting {what} observers failed: {type(exc).__name__}: {exc}",
+                            hint="Try --precision fp32 or --activations static, or report the model; add -v for "
+                                 "the traceback.") from exc
 
 
 def finish(captured: Captured, calibrated: Calibrated, *, example_inputs: tuple) -> Captured:
@@ -88,17 +87,10 @@ def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, 
 
     >>> calibrated = calibrate(captured, recipe=QuantConfig(), calibration=split.calibration, example_inputs=(x,))
     """
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+    from deploytool.quantize.recipes import module_names, resolve_layers
 
-    from deploytool.quantize.recipes import build_quantizer, module_names, resolve_layers
-
-    graph_module = captured.program.module()
-    kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(graph_module))
-    try:
-        prepared = prepare_pt2e(graph_module, build_quantizer(recipe, keep_fp32=kept))
-    except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
-        raise QuantizeError(f"Inserting int8 observers failed: {type(exc).__name__}: {exc}",
-                            hint="Try --precision fp32, or report the model; add -v for the traceback.") from exc
+    prepared = prepare(captured, recipe=recipe, keep_fp32=keep_fp32)
+    kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(captured.program.graph_module))
     batch = batch_size if captured.dynamic_batch else 1
     seen, half_ranges = feed(prepared, calibration, example_inputs=example_inputs, batch=batch)
     log.info("calibrated on %d samples in batches of %d%s", seen, batch,

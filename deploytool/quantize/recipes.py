@@ -23,10 +23,12 @@ EPS = 2 ** -12  # the floor on scales that ExecuTorch's XNNPACK configs use
 HISTOGRAM_SAMPLE = 1 << 18  # values per activation and batch that feed a histogram: ~128 per bin of 2048
 
 
-def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = (), dynamic: bool = False):
+def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = (), dynamic: bool = False,
+                    dynamic_layers: Sequence[str] = ()):
     """deploytool's XNNPACKQuantizer (quantize/xnnpack.py) for the recipe; modules named in `keep_fp32` (and
     their children) stay fp32. `dynamic`: int8 weights with activation ranges measured per inference
-    (ExecuTorch's dynamic config, whose activation observers only mark the tensors: nothing to calibrate).
+    (ExecuTorch's dynamic config, whose activation observers only mark the tensors: nothing to calibrate);
+    `dynamic_layers`: only those modules dynamic, the rest static.
 
     >>> quantizer = build_quantizer(QuantConfig(observer=Observer.MINMAX), keep_fp32=("classifier",))
     """
@@ -36,23 +38,37 @@ def build_quantizer(recipe: QuantConfig, *, keep_fp32: Sequence[str] = (), dynam
 
     from deploytool.quantize.xnnpack import quantizer_class
 
-    # Dynamic int8 always has per-channel weights: XNNPACK delegates no dynamic conv with per-tensor ones (the
-    # .pte then fails to lower), and per-channel costs nothing at run time.
-    per_channel = recipe.per_channel or dynamic
-    base = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic)
-    weight = dataclasses.replace(base.weight, observer_or_fake_quant_ctr=weight_observer_class(
-        per_channel).with_args(eps=EPS))
     if dynamic:
-        config = QuantizationConfig(base.input_activation, base.output_activation, weight, base.bias, base.is_qat)
+        config = _dynamic_config()
     else:
+        base = get_symmetric_quantization_config(is_per_channel=recipe.per_channel)
         activation = _activation_spec(base.input_activation, recipe)
-        config = QuantizationConfig(activation, activation, weight, base.bias, base.is_qat)
+        config = QuantizationConfig(activation, activation, _weight_spec(base.weight, recipe.per_channel), base.bias,
+                                    base.is_qat)
     quantizer = quantizer_class()().set_global(config)
+    for name in dynamic_layers:
+        quantizer.set_module_name(name, _dynamic_config())
     if keep_fp32:
         # set_module_name(name, None) is refused by this XNNPACKQuantizer; its filter does the same job.
         kept = [get_module_name_filter(name) for name in keep_fp32]
         quantizer.set_filter_function(lambda node: not any(f(node) for f in kept))
     return quantizer
+
+
+def _dynamic_config():
+    """ExecuTorch's dynamic int8 config with deploytool's weight observer. Its weights are always per-channel:
+    XNNPACK delegates no dynamic conv with per-tensor ones (the .pte then fails to lower), and per-channel costs
+    nothing at run time."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e.quantizer import QuantizationConfig
+
+    base = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    return QuantizationConfig(base.input_activation, base.output_activation, _weight_spec(base.weight, True),
+                              base.bias, base.is_qat)
+
+
+def _weight_spec(base, per_channel: bool):
+    return dataclasses.replace(base, observer_or_fake_quant_ctr=weight_observer_class(per_channel).with_args(eps=EPS))
 
 
 def _activation_spec(base, recipe: QuantConfig):

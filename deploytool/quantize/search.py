@@ -1,27 +1,33 @@
 """The recipe search: int8 variants in order of cost, each judged on the held-out samples against eager; the
 first that meets the budget is kept.
 
-The order is the measured cost of the .pte (trained MobileNetV2, batch 1, 1 thread: static int8 3.66 ms,
-dynamic int8 4.20 ms, fp32 13.4 ms; sizes 3.58 / 3.66 / 13.5 MB):
-  1. static int8, the recipe as configured: the one calibration pass of the run;
-  2. dynamic int8 for every layer: activation ranges measured per inference, so nothing is calibrated again;
-  3. only under a budget the user set: the fp32 fallback over static int8 (quantize/fallback.py).
-The kept variant's .pte latency and size are measured in the ExecuTorch runtime by the `cost` function the caller
-hands in (it lowers through the export's cache, so `export` reuses that .pte).
+Every variant comes from the run's one calibration (quantize/session.py). The order is the measured cost of the
+.pte (trained MobileNetV2, batch 1, 1 thread: static int8 3.66 ms, dynamic int8 4.20 ms, fp32 13.4 ms; sizes
+3.58 / 3.66 / 13.5 MB):
+  1. static int8, the recipe as configured;
+  2. mixed: dynamic int8 for the layers that add most of static int8's noise (one pass of torchao's numeric
+     debugger), static elsewhere. The seams can keep weights fp32 (MobileNetV2, last five blocks dynamic:
+     8.67 MB), so a mix that meets the budget is measured against dynamic int8 everywhere and the cheaper kept;
+  3. dynamic int8 for every layer;
+  4. only under a budget the user set: the fp32 fallback over static int8 (quantize/fallback.py).
+Cheapest means the lower .pte latency, then size, measured in the ExecuTorch runtime by the `cost` function the
+caller hands in (it lowers through the export's cache, so `export` reuses that .pte).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from deploytool.config import Activations, QuantConfig
 from deploytool.errors import DeployError
+from deploytool.quantize.session import Plan
 
 log = logging.getLogger("deploytool")
 
+STATIC, DYNAMIC = Plan(), Plan(all_dynamic=True)
 Cost = Callable[[Any], tuple[float, int]]  # program -> (.pte median latency in ms, .pte size in bytes)
 
 
@@ -29,14 +35,15 @@ Cost = Callable[[Any], tuple[float, int]]  # program -> (.pte median latency in 
 class Step:
     """One variant the search tried."""
 
-    name: str  # "static int8", "dynamic int8"
+    name: str  # Plan.name: "static int8", "static int8, dynamic: features.1.conv.0.0", "dynamic int8"
     sqnr_db: float  # worst output, vs eager on the held-out samples
     top1_agreement: float | None  # on decisive samples (deploytool.parity)
     task: dict[str, Any] | None  # the task metric, when there is one
     met: bool
     missed: tuple[str, ...] = ()  # which parts of the budget it missed
-    latency_ms: float | None = None  # measured for the kept variant only: the search stops there
+    latency_ms: float | None = None  # measured for the variants that could be kept: the search stops there
     size_bytes: int | None = None
+    activations: str = "static"  # static, mixed or dynamic
 
     def line(self) -> str:
         """One line per step, as the search prints it.
@@ -58,17 +65,22 @@ class Step:
 @dataclass
 class SearchResult:
     program: Any  # the kept Captured
-    activations: Activations  # STATIC or DYNAMIC: what export lowers
+    plan: Plan  # the kept variant's per-layer plan
     steps: list[Step]
     budget: dict[str, float]
-    fallback: dict[str, Any] | None = None  # the fp32 fallback's record, when it ran
 
     @property
     def met(self) -> bool:
-        return any(s.met for s in self.steps) or bool(self.fallback and self.fallback["met"])
+        return any(s.met for s in self.steps)
+
+    @property
+    def activations(self) -> str:
+        return self.plan.activations
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget": self.budget, "met": self.met, "activations": self.activations.value,
+        return {"budget": self.budget, "met": self.met, "activations": self.activations,
+                "plan": {"dynamic": list(self.plan.dynamic), "fp32": list(self.plan.fp32),
+                         "all_dynamic": self.plan.all_dynamic},
                 "steps": [asdict(s) for s in self.steps]}
 
 
@@ -82,7 +94,7 @@ def budget_of(recipe: QuantConfig) -> dict[str, float]:
     return budget
 
 
-def judge(name: str, comparison: Any, task: Any, budget: dict[str, float]) -> Step:
+def judge(plan: Plan, comparison: Any, task: Any, budget: dict[str, float]) -> Step:
     """A Step from the variant's Comparison with eager (deploytool.parity.compare, with the int8 verdict's
     thresholds) and its TaskResult (or None): it meets the budget when that verdict passes and every budget item
     holds."""
@@ -96,54 +108,87 @@ def judge(name: str, comparison: Any, task: Any, budget: dict[str, float]) -> St
     if "max_accuracy_drop" in budget and (task is None or task.drop > budget["max_accuracy_drop"]):
         missed.append("no labelled samples to measure accuracy on" if task is None else
                       f"accuracy drop {task.drop:.1f} > {budget['max_accuracy_drop']} points")
-    return Step(name, round(sqnr, 3), agreement, task.to_dict() if task else None, not missed, tuple(missed))
+    return Step(plan.name, round(sqnr, 3), agreement, task.to_dict() if task else None, not missed, tuple(missed),
+                activations=plan.activations)
 
 
-def search(recipe: QuantConfig, *, static: Callable[[], Any], dynamic: Callable[[], Any],
-           compare: Callable[[Any], Any], cost: Cost | None) -> SearchResult:
-    """Try static, then dynamic int8; keep the first that meets the budget, else the better of the two by SQNR.
+def order(recipe: QuantConfig, sensitive: Callable[[], tuple[str, ...]]) -> Iterator[Plan]:
+    """The plans to try, cheapest first; `sensitive` (the noisiest layers of static int8) is asked only when
+    static int8 has missed the budget."""
+    if recipe.activations is not Activations.AUTO:  # one variant asked for by name: judge it, no search
+        yield DYNAMIC if recipe.activations is Activations.DYNAMIC else STATIC
+        return
+    yield STATIC
+    layers = sensitive()
+    if layers:
+        yield Plan(dynamic=layers)
+    yield DYNAMIC
 
-    `static` / `dynamic` build a variant's Captured program, `compare` judges its ExportedProgram against eager on
-    the held-out samples (-> Comparison, TaskResult or None), `cost` measures the kept one's .pte.
 
-    >>> result = search(QuantConfig(), static=build_static, dynamic=build_dynamic, compare=judge_on_held_out,
-    ...                 cost=pte_cost)
+@dataclass
+class _Tried:
+    plan: Plan
+    step: Step
+    program: Any
+
+
+def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callable[[Any], Any], cost: Cost | None,
+           sensitive: Callable[[], tuple[str, ...]] = tuple) -> SearchResult:
+    """Try the plans of `order` until one meets the budget; keep the cheapest that met it, else the best by SQNR.
+
+    `build` makes a plan's Captured program, `compare` judges its ExportedProgram against eager on the held-out
+    samples (-> Comparison, TaskResult or None), `cost` measures a .pte, `sensitive` names the layers a mixed
+    plan makes dynamic.
+
+    >>> result = search(QuantConfig(), build=session.quantized, compare=judge_on_held_out, cost=pte_cost,
+    ...                 sensitive=lambda: noisiest_layers(session))
     >>> result.activations, [s.met for s in result.steps]
-    (<Activations.DYNAMIC: 'dynamic'>, [False, True])
+    ('dynamic', [False, False, True])
     """
     budget = budget_of(recipe)
-    order = {Activations.STATIC: ("static int8", static), Activations.DYNAMIC: ("dynamic int8", dynamic)}
-    if recipe.activations is not Activations.AUTO:  # one variant asked for by name: judge it, no search
-        order = {recipe.activations: order[recipe.activations]}
-    tried: list[tuple[Activations, Step, Any]] = []
-    for activations, (name, build) in order.items():
-        program = build()
-        step = judge(name, *compare(program.program), budget)
-        log.info("search: %s", step.line())
-        tried.append((activations, step, program))
-        if step.met:
+    tried: list[_Tried] = []
+
+    def attempt(plan: Plan) -> bool:
+        program = build(plan)
+        tried.append(_Tried(plan, judge(plan, *compare(program.program), budget), program))
+        log.info("search: %s", tried[-1].step.line())
+        return tried[-1].step.met
+
+    for plan in order(recipe, sensitive):
+        if attempt(plan):
             break
-    # The first that met the budget, else the best; one whose .pte cannot be built gives way to the next.
-    ranked = sorted(range(len(tried)), key=lambda i: (not tried[i][1].met, -tried[i][1].sqnr_db))
-    for position, index in enumerate(ranked):
-        activations, step, program = tried[index]
-        if cost is None:
-            break
-        try:
-            latency, size = cost(program.program)
-        except DeployError as exc:
-            if position == len(ranked) - 1:
-                raise
-            log.warning("search: %s: its .pte could not be built (%s); trying the next variant", step.name,
-                        exc.message)
-            tried[index] = (activations, dataclasses.replace(step, met=False, missed=(
-                *step.missed, f"its .pte could not be built: {exc.message}")), program)
-            continue
-        step = dataclasses.replace(step, latency_ms=round(latency, 4), size_bytes=size)
-        tried[index] = (activations, step, program)
-        log.info("search: kept %s", step.line())
-        break
-    if not step.met:
+    if tried[-1].plan.dynamic and tried[-1].step.met:
+        attempt(DYNAMIC)  # the mix may cost more than dynamic everywhere: measure both
+    kept = _cheapest(tried, cost)
+    if not kept.step.met:
         log.warning("no int8 variant met the budget (%s); kept %s at %.1f dB",
-                    ", ".join(f"{k} {v}" for k, v in budget.items()), step.name, step.sqnr_db)
-    return SearchResult(program, activations, [s for _, s, _ in tried], budget)
+                    ", ".join(f"{k} {v}" for k, v in budget.items()), kept.step.name, kept.step.sqnr_db)
+    return SearchResult(kept.program, kept.plan, [t.step for t in tried], budget)
+
+
+def _cheapest(tried: list[_Tried], cost: Cost | None) -> _Tried:
+    """Of the variants that met the budget, the one with the lowest measured (latency, size); with none, the best
+    by SQNR. A variant whose .pte cannot be built gives way to the next."""
+    met = [t for t in tried if t.step.met]
+    ranked = met or sorted(tried, key=lambda t: -t.step.sqnr_db)
+    if cost is None:
+        return ranked[0]
+    measured: list[_Tried] = []
+    for position, candidate in enumerate(ranked):
+        try:
+            latency, size = cost(candidate.program.program)
+        except DeployError as exc:
+            if position == len(ranked) - 1 and not measured:
+                raise
+            log.warning("search: %s: its .pte could not be built (%s); trying the next variant", candidate.step.name,
+                        exc.message)
+            candidate.step = dataclasses.replace(candidate.step, met=False, missed=(
+                *candidate.step.missed, f"its .pte could not be built: {exc.message}"))
+            continue
+        candidate.step = dataclasses.replace(candidate.step, latency_ms=round(latency, 4), size_bytes=size)
+        measured.append(candidate)
+        if not candidate.step.met:
+            break  # none met: the best buildable one is kept
+    kept = min(measured, key=lambda t: (not t.step.met, t.step.latency_ms, t.step.size_bytes))
+    log.info("search: kept %s", kept.step.line())
+    return kept

@@ -29,8 +29,15 @@ def quantizer_class():
             dynamic = self.global_config is not None and getattr(self.global_config.input_activation,
                                                                  "is_dynamic", False)
             if self.global_config is not None and not dynamic:
-                annotate_conv_clamp(model, self.global_config, clamps=clamps, keep=self.filter_fn)
+                annotate_conv_clamp(model, self.global_config, clamps=clamps, keep=self._global_filter())
             return super().annotate(model)  # its annotators skip the nodes annotated here
+
+        def _global_filter(self):
+            """The nodes the global config covers: the filter's, outside modules with their own config."""
+            from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
+
+            own = [get_module_name_filter(name) for name in self.module_name_config]
+            return lambda node: (self.filter_fn is None or self.filter_fn(node)) and not any(f(node) for f in own)
 
     return PostTrainingXNNPACKQuantizer
 

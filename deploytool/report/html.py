@@ -27,6 +27,7 @@ def write_html(diagnosis, path: Path) -> Path:
         _layer_table(data),
         "<h2>Output error</h2>",
         _img(_error_plot(diagnosis), "per-output error histograms"),
+        *_search_table(data["search"]),
         "<h2>fp32 fallback trade-off</h2>",
         _img(_tradeoff_plot(data), "fp32 fallback trade-off") if data["fallback"] or data["sensitivity"]
         else "<p>Only one weighted layer: nothing to trade.</p>",
@@ -71,6 +72,27 @@ def _summary(data: dict[str, Any]) -> str:
         rows.append(f"<li>fp32 fallback {'met' if fallback['met'] else 'did NOT meet'} the budget "
                     f"{_e(fallback['budget'])}, keeping {_e(', '.join(fallback['kept_fp32']) or 'nothing')}</li>")
     return "<ul>" + "".join(rows) + "</ul>"
+
+
+def _search_table(search: dict[str, Any] | None) -> list[str]:
+    """The recipe search's steps (quantize/search.py), one row each, when the diagnosis ran after one."""
+    if not search:
+        return []
+    budget = ", ".join(f"{k} {v}" for k, v in search["budget"].items())
+    rows = [f"<h2>Recipe search</h2><p>budget: {_e(budget)}; kept: <b>{_e(search['activations'])}</b> int8"
+            f"{'' if search['met'] else ' (no variant met the budget)'}</p>",
+            "<table><tr><th>variant</th><th>SQNR (dB)</th><th>top-1 agreement</th><th>task metric</th>"
+            "<th>.pte ms</th><th>.pte MB</th><th>verdict</th></tr>"]
+    for step in search["steps"]:
+        task = step["task"]
+        cells = [_e(step["name"]), f"{step['sqnr_db']:.1f}",
+                 "-" if step["top1_agreement"] is None else f"{step['top1_agreement']:.3f}",
+                 _e(f"{task['metric']} {task['artifact']:.2%} (eager {task['eager_fp32']:.2%})") if task else "-",
+                 "-" if step["latency_ms"] is None else f"{step['latency_ms']:.2f}",
+                 "-" if step["size_bytes"] is None else f"{step['size_bytes'] / 1e6:.2f}",
+                 "meets the budget" if step["met"] else _e("misses " + "; ".join(step["missed"]))]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return rows + ["</table>"]
 
 
 def _layer_table(data: dict[str, Any]) -> str:
