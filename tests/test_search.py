@@ -7,7 +7,10 @@ import json
 import pytest
 from test_quant_quality import _parse_html
 
-BETWEEN_DB = 45.0  # above static (~38 dB), below dynamic (~52 dB) on the held-out digits
+# Above static (~38 dB), below dynamic (~52 dB) on the held-out digits, and further above static than bias
+# correction can reach (search.BIAS_GAIN_DB), so the search goes static -> mixed -> dynamic.
+BETWEEN_DB = 48.0
+NEAR_STATIC_DB = 40.0  # within BIAS_GAIN_DB of static: the NNCF step is tried
 
 
 def _record(folder) -> dict:
@@ -35,7 +38,8 @@ def test_a_budget_static_misses_takes_dynamic_from_the_same_calibration(cli, dig
     assert max(s["sqnr_db"] for s in steps[:2]) < BETWEEN_DB <= steps[2]["sqnr_db"]
     assert [s["latency_ms"] is None for s in steps] == [True, True, False]  # only the kept variant is lowered
     assert record["recipe"]["activations"] == "dynamic" and record["fallback"] is None
-    assert record["recipe"]["search"]["plan"] == {"dynamic": [], "fp32": [], "all_dynamic": True}
+    assert record["recipe"]["search"]["plan"] == {"dynamic": [], "fp32": [], "all_dynamic": True,
+                                                  "bias_corrected": False}
     # One pass served all three (and the diagnosis): the mix reads the static calibration's ranges, dynamic int8
     # calibrates nothing.
     assert calibration_passes == [1]
@@ -59,3 +63,15 @@ def test_no_search_gives_the_plain_recipe(cli, digit_images):
     cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.3", "--no-search")
     record = _record(cli.folder)
     assert record["recipe"]["search"] is None and record["recipe"]["activations"] == "static"
+
+
+def test_a_budget_near_static_tries_bias_correction_before_dynamic(cli, digit_images, calibration_passes):
+    pytest.importorskip("nncf", reason="the bias-correction step needs NNCF: pip install 'deploytool[bias]'")
+    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.3",
+        "--min-sqnr", str(NEAR_STATIC_DB))
+    steps = _record(cli.folder)["recipe"]["search"]["steps"]
+    assert [s["name"] for s in steps][:2] == ["static int8", "static int8, bias-corrected (NNCF)"]
+    assert steps[1]["activations"] == "static" and not steps[0]["met"]
+    # Judged like the others and kept only if it met the budget (on the digits NNCF's ranges clip: it does not).
+    assert steps[1]["met"] == (steps[1]["sqnr_db"] >= NEAR_STATIC_DB) and steps[-1]["met"]
+    assert calibration_passes == [1]  # NNCF collects its own statistics; the other variants share one pass

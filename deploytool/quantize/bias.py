@@ -88,6 +88,13 @@ def range_estimator(name: str):
     return getattr(RangeEstimatorParametersSet, name)
 
 
+def nncf_available() -> bool:
+    """Whether NNCF can be imported, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("nncf") is not None
+
+
 def import_nncf():
     """The nncf module, or a MissingDependencyError with the command that installs it."""
     return import_optional("nncf", label="NNCF", needed_by="Bias correction", extra="bias", pin=NNCF_PIN)

@@ -1,15 +1,17 @@
 """The recipe search: int8 variants in order of cost, each judged on the held-out samples against eager; the
 first that meets the budget is kept.
 
-Every variant comes from the run's one calibration (quantize/session.py). The order is the measured cost of the
+Every variant but the bias-corrected one comes from the run's one calibration (quantize/session.py). The order is the measured cost of the
 .pte (trained MobileNetV2, batch 1, 1 thread: static int8 3.66 ms, dynamic int8 4.20 ms, fp32 13.4 ms; sizes
 3.58 / 3.66 / 13.5 MB):
   1. static int8, the recipe as configured;
-  2. mixed: dynamic int8 for the layers that add most of static int8's noise (one pass of torchao's numeric
+  2. static int8 through NNCF (its ranges and full bias correction), when NNCF is installed and static int8 came
+     within BIAS_GAIN_DB of the budget: the one step with a data pass of its own (NNCF's statistics);
+  3. mixed: dynamic int8 for the layers that add most of static int8's noise (one pass of torchao's numeric
      debugger), static elsewhere. The seams can keep weights fp32 (MobileNetV2, last five blocks dynamic:
      8.67 MB), so a mix that meets the budget is measured against dynamic int8 everywhere and the cheaper kept;
-  3. dynamic int8 for every layer;
-  4. only under a budget the user set: the fp32 fallback over static int8 (quantize/fallback.py).
+  4. dynamic int8 for every layer;
+  5. only under a budget the user set: the fp32 fallback over static int8 (quantize/fallback.py).
 Cheapest means the lower .pte latency, then size, measured in the ExecuTorch runtime by the `cost` function the
 caller hands in (it lowers through the export's cache, so `export` reuses that .pte).
 """
@@ -27,7 +29,10 @@ from deploytool.quantize.session import Plan
 
 log = logging.getLogger("deploytool")
 
-STATIC, DYNAMIC = Plan(), Plan(all_dynamic=True)
+STATIC, DYNAMIC, BIAS_CORRECTED = Plan(), Plan(all_dynamic=True), Plan(bias_corrected=True)
+# The most NNCF's ranges and full bias correction gained over static int8 on the trained MobileNetV2 (11.3 ->
+# 17.9 dB, 52 held-out photos); static int8 further than this from the budget skips the step.
+BIAS_GAIN_DB = 7.0
 Cost = Callable[[Any], tuple[float, int]]  # program -> (.pte median latency in ms, .pte size in bytes)
 
 
@@ -80,7 +85,7 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         return {"budget": self.budget, "met": self.met, "activations": self.activations,
                 "plan": {"dynamic": list(self.plan.dynamic), "fp32": list(self.plan.fp32),
-                         "all_dynamic": self.plan.all_dynamic},
+                         "all_dynamic": self.plan.all_dynamic, "bias_corrected": self.plan.bias_corrected},
                 "steps": [asdict(s) for s in self.steps]}
 
 
@@ -112,17 +117,27 @@ def judge(plan: Plan, comparison: Any, task: Any, budget: dict[str, float]) -> S
                 activations=plan.activations)
 
 
-def order(recipe: QuantConfig, sensitive: Callable[[], tuple[str, ...]]) -> Iterator[Plan]:
-    """The plans to try, cheapest first; `sensitive` (the noisiest layers of static int8) is asked only when
-    static int8 has missed the budget."""
+def order(recipe: QuantConfig, sensitive: Callable[[], tuple[str, ...]], tried: list[_Tried]) -> Iterator[Plan]:
+    """The plans to try, cheapest first, given what was `tried` so far; `sensitive` (the noisiest layers of static
+    int8) is asked only when static int8 has missed the budget."""
     if recipe.activations is not Activations.AUTO:  # one variant asked for by name: judge it, no search
         yield DYNAMIC if recipe.activations is Activations.DYNAMIC else STATIC
         return
     yield STATIC
+    if worth_bias_correction(tried[-1].step, budget_of(recipe)):
+        yield BIAS_CORRECTED
     layers = sensitive()
     if layers:
         yield Plan(dynamic=layers)
     yield DYNAMIC
+
+
+def worth_bias_correction(static: Step, budget: dict[str, float]) -> bool:
+    """Bias correction runs at static int8's cost, so it comes next, when NNCF is installed and static int8 came
+    within BIAS_GAIN_DB of the SQNR budget: further away, it cannot get there."""
+    from deploytool.quantize.bias import nncf_available
+
+    return budget["min_sqnr_db"] - static.sqnr_db <= BIAS_GAIN_DB and nncf_available()
 
 
 @dataclass
@@ -154,7 +169,7 @@ def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callab
         log.info("search: %s", tried[-1].step.line())
         return tried[-1].step.met
 
-    for plan in order(recipe, sensitive):
+    for plan in order(recipe, sensitive, tried):
         if attempt(plan):
             break
     if tried[-1].plan.dynamic and tried[-1].step.met:

@@ -35,6 +35,7 @@ class Plan:
     fp32: tuple[str, ...] = ()  # eager module paths, beyond the recipe's own keep_fp32
     dynamic: tuple[str, ...] = ()
     all_dynamic: bool = False
+    bias_corrected: bool = False  # static int8 through NNCF: its ranges and full bias correction (quantize/bias.py)
 
     def __post_init__(self) -> None:  # one plan, one cache key, whatever order the names came in
         object.__setattr__(self, "fp32", tuple(sorted(self.fp32)))
@@ -48,6 +49,8 @@ class Plan:
     @property
     def name(self) -> str:
         parts = ["dynamic int8" if self.all_dynamic else "static int8"]
+        if self.bias_corrected:
+            parts.append("bias-corrected (NNCF)")
         if self.dynamic:
             parts.append(f"dynamic: {_few(self.dynamic)}")
         if self.fp32:
@@ -189,7 +192,14 @@ class Session:
         """The plan as a static batch-1 Captured program, as export lowers it."""
         from deploytool.quantize.pt2e import reexport
 
-        return self._latest("quantized", Plan.of(plan), lambda key: reexport(
+        plan = Plan.of(plan)
+        if plan.bias_corrected:  # NNCF collects its own statistics: the one variant with a data pass of its own
+            from deploytool.quantize.bias import quantize_bias_corrected
+
+            return self._latest("quantized", plan, lambda key: quantize_bias_corrected(
+                self.captured, recipe=self.recipe, calibration=self.prepared.split.calibration,
+                example_inputs=self.prepared.example_inputs, batch_size=self.batch, keep_fp32=key.fp32, fast=False))
+        return self._latest("quantized", plan, lambda key: reexport(
             self.captured, self.converted(key), example_inputs=self.prepared.example_inputs))
 
     def inputs(self, arrays) -> tuple:
