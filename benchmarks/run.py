@@ -2,18 +2,20 @@
 docs/benchmarks.md.
 
     .venv/bin/python benchmarks/run.py --work /tmp/bench                 # the whole run (~15 min on 2 cores)
-    .venv/bin/python benchmarks/run.py --render /tmp/bench/results.json  # the page again from a run's numbers
+    .venv/bin/python benchmarks/run.py --render docs/benchmarks.results.json  # the page again from its numbers
     .venv/bin/python benchmarks/run.py --pte-models resnet18,squeezenet1_1   # also int8 vs fp32 .pte of others
 
 One run, every stage in its own fresh process (so each one's time and peak RSS are its own), all on the same
 photos (`model_zoo.imagenet.write_photos`) and the same calibration / held-out split:
   * deploytool's default flow through its CLI: `quantize` then `export --target android` (two processes, as a
-    user runs them), an unchanged `export` again, and `quantize --no-search` for the search's cost;
+    user runs them), an unchanged `export` again, `quantize --no-search` for the search's cost, and the
+    one-command path `export --calib` (quantize and export in one process);
   * the peer flows, each eager -> int8 artifact with stock APIs, then its artifact run in its own runtime on the
     held-out photos: the ExecuTorch reference (XNNPACKQuantizer static per-channel), XNNPACK dynamic int8,
     NNCF quantize_pt2e with fast bias correction, and onnxruntime quantize_static (QDQ, per-channel);
   * latency of eager and of every int8 artifact at batch 1 through `deploytool.bench`.
-Every ratio on the page comes from numbers measured in this one run. Not a test: nothing is asserted.
+Every ratio on the page comes from numbers measured in this one run; the before column is the previous run's,
+kept next to the page in docs/benchmarks.results.json. Not a test: nothing is asserted.
 The child stages are in benchmarks/flows.py, the page in benchmarks/page.py.
 """
 from __future__ import annotations
@@ -28,9 +30,10 @@ import tempfile
 from pathlib import Path
 
 from flows import HOLDOUT, MODEL, run_child
-from page import markdown
+from page import ONE_PROCESS, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "benchmarks.results.json"
 PEERS = ("et-reference", "et-dynamic", "nncf", "onnxruntime")
 PTE_MODELS = ("squeezenet1_1", "resnet18", "mobilenet_v3_small", "shufflenet_v2_x1_0", "efficientnet_b0",
               "regnet_x_400mf")  # --pte-models: the zoo's other CNNs, int8 vs fp32 .pte (off by default: time)
@@ -51,7 +54,8 @@ def measure(args) -> dict:
         commands = {"quantize": ["quantize", *flags, "--output", str(work / "deploytool")],
                     "export": ["export", *flags, "--target", "android", "--output", str(work / "deploytool")],
                     "export again": ["export", *flags, "--target", "android", "--output", str(work / "deploytool")],
-                    "quantize --no-search": ["quantize", *flags, "--no-search", "--output", str(work / "no-search")]}
+                    "quantize --no-search": ["quantize", *flags, "--no-search", "--output", str(work / "no-search")],
+                    ONE_PROCESS: ["export", *flags, "--target", "android", "--output", str(work / "one-process")]}
         tool = {}
         for name, argv in commands.items():
             print(f"[deploytool] {name}", file=sys.stderr, flush=True)
@@ -79,6 +83,15 @@ def measure(args) -> dict:
         if args.work:  # the raw numbers, for anyone checking a ratio, and for --render
             (work / "results.json").write_text(json.dumps(saved, indent=1, default=str))
     return saved
+
+
+def with_before(saved: dict, before: Path | None) -> dict:
+    """The run's numbers with the page's previous run (its results, without their own `before`) beside them."""
+    if before is None or not before.is_file():
+        return saved
+    previous = json.loads(before.read_text())
+    previous.pop("before", None)
+    return {**saved, "before": previous}
 
 
 def _commit() -> str:
@@ -128,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="write the page from the results.json of an earlier run (--work), measuring nothing")
+    parser.add_argument("--before", type=Path, default=RESULTS,
+                        help="the previous run's results, for the before column [default: the page's own, "
+                             "docs/benchmarks.results.json]")
     parser.add_argument("--child", nargs=4, metavar=("STAGE", "ARG", "WORK", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -138,10 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         values = CHILDREN[stage](arg, Path(work))
         Path(result).write_text(json.dumps({**values, "peak_rss_mb": peak_rss_mb()}, default=str))
         return 0
-    saved = json.loads(args.render.read_text()) if args.render else measure(args)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+    else:
+        saved = with_before(measure(args), args.before)
     text = markdown(saved)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+    if not args.render:  # the numbers behind the page, next to it: the next run's before, and --render's input
+        args.out.with_suffix(".results.json").write_text(json.dumps(saved, indent=1, default=str))
     print(text)
     return 0
 
