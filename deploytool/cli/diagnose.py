@@ -26,12 +26,12 @@ def recipe_options(function):
                      help="Leave these eager modules in fp32: a path, a glob (classifier.*) or type:ClassName. "
                           "Repeatable."),
         click.option("--activations", type=click.Choice(ACTIVATIONS),
-                     help="int8 activations for the .pte: auto searches static, then dynamic, stopping at the first "
-                          "that meets the budget [default: auto]."),
+                     help="int8 activations for the .pte: auto searches static, bias-corrected (with NNCF), mixed, "
+                          "then dynamic, stopping at the first that meets the budget [default: auto]."),
         click.option("--no-search", is_flag=True, default=None,
                      help="The plain recipe, no search: the same as --activations static."),
         click.option("--min-sqnr", type=float, metavar="DB",
-                     help="Budget: output SQNR >= DB [default for the search: 20]; past static and dynamic int8, "
+                     help="Budget: output SQNR >= DB [default for the search: 20]; past every int8 variant, "
                           "the most sensitive layers are kept in fp32 until it holds."),
         click.option("--min-top1-agreement", type=float, metavar="X",
                      help="Budget: top-1 agreement with eager fp32 of at least X (0-1)."),
