@@ -139,9 +139,10 @@ def _chromium(browser: str, profile: Path, *args: str) -> str:
     return result.stdout
 
 
-def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project):
+def test_min_sqnr_keeps_the_guilty_layers_in_fp32(cli, project, calibration_passes):
     # --activations static: the fp32 fallback over static int8 alone, without the dynamic step of the search.
     cli("quantize", "--per-tensor", "--observer", "minmax", "--activations", "static", "--min-sqnr", str(BUDGET_DB))
+    assert calibration_passes == [1]  # 4 sensitivity candidates and every step from one pass (quantize/session.py)
     record = json.loads((project / "build/deploytool/quantized/quantize.json").read_text())
     fallback = record["fallback"]
     assert fallback["met"] and sorted(fallback["kept_fp32"]) == ["features.0", "features.3"]

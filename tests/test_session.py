@@ -5,12 +5,11 @@ the real digit PNGs.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_quant_quality import BUDGET_DB, write_project
+from test_quant_quality import write_project
 
 OUTLIER_DIGITS = f"{Path(__file__).with_name('test_quant_quality.py')}:outlier_digits"
 
@@ -59,11 +58,3 @@ def test_a_tensor_the_calibration_never_saw_is_an_error_not_a_guess(session):
                              keep_fp32=("features.0",))
     with pytest.raises(QuantizeError, match="recorded no statistics for tensor"):
         transplant(partial.prepared, pt2e.prepare(session.captured, recipe=session.recipe))
-
-
-def test_the_fp32_fallback_calibrates_once_for_all_its_candidates(cli, tmp_path, digit_images, calibration_passes):
-    write_project(cli.folder, OUTLIER_DIGITS, digit_images, holdout=0.3)
-    cli("quantize", "--per-tensor", "--observer", "minmax", "--activations", "static", "--min-sqnr", str(BUDGET_DB))
-    fallback = json.loads((cli.folder / "build/deploytool/quantized/quantize.json").read_text())["fallback"]
-    assert fallback["met"] and len(fallback["ranking"]) == 4 and len(fallback["steps"]) >= 2
-    assert calibration_passes == [1]  # 4 sensitivity candidates and every step, from one pass
