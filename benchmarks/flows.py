@@ -75,11 +75,12 @@ def child_peer(flow: str, work: Path) -> dict:
     watch = Stopwatch()
     watch("import", _imports, flow)
     from deploytool import api
+    from deploytool.context import batch_of_one
 
     config = photos_config(work)
     prepared = watch("load model + data", api.prepare, config)
     calibration = watch("decode calibration photos", lambda: [
-        _torch_sample(api._batch_of_one(s, prepared.inputs)) for _, s in prepared.split.calibration.samples()])
+        _torch_sample(batch_of_one(s, prepared.inputs)) for _, s in prepared.split.calibration.samples()])
     folder = work / "peers" / flow
     folder.mkdir(parents=True, exist_ok=True)
     note = ""
@@ -190,9 +191,9 @@ def _onnxruntime_flow(flow: str, watch: Stopwatch, model, example: tuple, calibr
 def _run_artifact(path: Path, prepared) -> list:
     """The artifact's first output on each held-out photo, in its own runtime (ExecuTorch or onnxruntime)."""
     import numpy as np
-    from deploytool import api
+    from deploytool.context import batch_of_one
 
-    samples = [api._batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
+    samples = [batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     if path.suffix == ".onnx":
         import onnxruntime
 

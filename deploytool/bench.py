@@ -17,17 +17,18 @@ from __future__ import annotations
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deploytool.runtime.timing import measure, set_torch_threads
 
 EAGER = "eager"  # the reference row's format name: the model itself, in torch eager mode
 EAGER_BENCH = "deploytool.bench:bench_eager"
@@ -97,50 +98,6 @@ def reliability(*, p10_ms: float, median_ms: float, p90_ms: float, load_avg: flo
     return "; ".join(reasons) or None
 
 
-def machine_load() -> tuple[float | None, int]:
-    """(1-minute load average, usable cores); the load is None where the OS does not report one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        return os.getloadavg()[0], cores
-    except OSError:
-        return None, cores
-
-
-def measure(call: Callable[[], Any], *, runs: int, warmup: int, load_s: float, thread_setting: str) -> dict:
-    """Time `call` (one inference): `warmup` untimed calls, then `runs` timed ones. For runtime `bench`es.
-
-    >>> measure(lambda: session.run(None, feeds), runs=50, warmup=5, load_s=0.2, thread_setting="ORT intra_op 2")
-    """
-    started = time.perf_counter()
-    call()
-    first = time.perf_counter() - started
-    for _ in range(max(warmup - 1, 0)):
-        call()
-    load_before, cores = machine_load()
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    loads = [load for load in (load_before, machine_load()[0]) if load is not None]
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    deciles = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else times * 9
-    return {"runs": runs, "median_ms": 1e3 * statistics.median(times), "p10_ms": 1e3 * deciles[0],
-            "p90_ms": 1e3 * deciles[-1], "first_ms": 1e3 * first, "cpu_ms": 1e3 * cpu / max(runs, 1),
-            "load_s": load_s, "thread_setting": thread_setting, "load_avg": max(loads) if loads else None,
-            "cores": cores}
-
-
-def set_torch_threads(threads: int) -> str:
-    """torch's intra-op pool (eager, TorchScript, AOTInductor's OpenMP kernels); says what torch reports back."""
-    import torch
-
-    torch.set_num_threads(threads)
-    return f"torch.set_num_threads({threads}); torch.get_num_threads() = {torch.get_num_threads()}"
-
-
 @dataclass(frozen=True)
 class Benchable:
     """An artifact file to bench, with its format and precision (from its manifest, or its name)."""
@@ -160,7 +117,7 @@ def bench(config: Any, paths: Sequence[Path] = (), *, threads: Sequence[int] = (
     >>> rows = bench(config, threads=(1, 2), runs=30)
     >>> print(table(rows))
     """
-    from deploytool import api
+    from deploytool.context import batch_of_one, prepare
     from deploytool.errors import UsageError
     from deploytool.fsutil import sha256_file
 
@@ -170,9 +127,9 @@ def bench(config: Any, paths: Sequence[Path] = (), *, threads: Sequence[int] = (
     if not unique:
         raise UsageError(f"No artifacts to bench in {', '.join(map(str, paths)) or config.output_dir}.",
                          hint="Run `deploytool export` first, or name artifact files.")
-    prepared = prepared or api.prepare(config)
+    prepared = prepared or prepare(config)
     held_out = prepared.split.held_out if len(prepared.split.held_out) else prepared.split.calibration
-    sample = api._batch_of_one(next(held_out.samples())[1], prepared.inputs)
+    sample = batch_of_one(next(held_out.samples())[1], prepared.inputs)
     rows = []
     with tempfile.TemporaryDirectory(prefix="deploytool-bench-") as scratch:
         spec = Path(scratch) / "model.json"

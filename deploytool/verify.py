@@ -91,7 +91,7 @@ def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, s
     >>> ran_at  # None: it ran now; else the UTC time of the run reused
     """
     from deploytool.fsutil import atomic_write_bytes, sha256_file
-    from deploytool.report import versions
+    from deploytool.versions import versions
     from deploytool.runtime import RunResult, run_artifact
 
     if cache_dir is None:

@@ -16,6 +16,7 @@ from typing import Any
 from deploytool.config import InputSpec, Precision, Preprocess, parse_config
 from deploytool.errors import ConfigError, ParityFailed
 from deploytool.fsutil import atomic_write_json
+from deploytool.scale.jobs import JobResult, JobSpec
 
 log = logging.getLogger("deploytool")
 
@@ -292,6 +293,18 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
     return run
 
 
+def zoo_job(spec: JobSpec) -> JobResult:
+    """One zoo entry at one target and precision, measured and compared with its expected.json."""
+    weights = spec.params.get("weights")
+    run = run_entry(spec.model, output=Path(spec.output), targets=(spec.target,), precisions=(spec.recipe,),
+                    weights=Path(weights) if weights else None, calib_limit=spec.params.get("calib_limit"))
+    metrics = dict(run.results.get(spec.target, {}).get(spec.recipe, {}))
+    build_s = metrics.pop("build_s", None)
+    return JobResult(run.passed, metrics, [f.message for f in run.findings],
+                     {"weights": run.weights, "compared": run.compared},
+                     {"build_s": build_s} if build_s is not None else {})
+
+
 def without_known_failures(findings: list[Finding], recipe: Recipe) -> list[Finding]:
     """The findings less the failed parity checks of artifacts the recipe lists as known failures; each of
     those is logged as a warning with the recipe's reason. Crashes and baseline regressions always stay.
@@ -341,7 +354,7 @@ def entry_config(zoo_entry: ZooEntry, recipe: Recipe, *, output: Path, weights: 
 
 
 def _write_expected(path: Path, zoo_entry: ZooEntry, recipe: Recipe, source: str, results, previous) -> None:
-    from deploytool.report import versions
+    from deploytool.versions import versions
 
     atomic_write_json(path, {
         "schema": EXPECTED_SCHEMA,

@@ -52,7 +52,7 @@ def biases(program) -> list[torch.Tensor]:
 
 
 def test_bias_corrected_program_lowers_and_runs_in_executorch(digits, corrected, tmp_path):
-    from deploytool.api import _batch_of_one
+    from deploytool.context import batch_of_one
     from deploytool.export.executorch import lower_pte
     from deploytool.parity import output_metrics
     from deploytool.runtime import run_artifact
@@ -61,7 +61,7 @@ def test_bias_corrected_program_lowers_and_runs_in_executorch(digits, corrected,
     assert delegation.share == 1.0 and not delegation.not_delegated, delegation
     path = tmp_path / "model.pte"
     path.write_bytes(data)
-    samples = [_batch_of_one(s, digits.inputs) for _, s in digits.held_out()[:HELD_OUT_SAMPLES]]
+    samples = [batch_of_one(s, digits.inputs) for _, s in digits.held_out()[:HELD_OUT_SAMPLES]]
     run = run_artifact(path, "pte", samples)
     assert run.ok, run.error
     module = corrected.program.module()

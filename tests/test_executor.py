@@ -121,7 +121,7 @@ def test_missing_ray_names_the_install_command(monkeypatch):
 
 def test_a_gate_model_that_fails_is_an_error_case_per_target(tmp_path, models):
     from deploytool.config import parse_config
-    from deploytool.scale.jobs import check_models_on
+    from deploytool.gate import check_models_on
 
     config = parse_config({"name": "broken", "model": "raises.py:build", "targets": ["android", "ios"],
                            "data": {"calib": "random"}, "output": str(tmp_path / "out")}, base_dir=models)

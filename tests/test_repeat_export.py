@@ -103,7 +103,7 @@ def test_a_repeated_export_reuses_the_run_and_a_changed_artifact_or_threshold_ve
 
     loads = []
     with monkeypatch.context() as patch:  # the int8 program is not read: the .pte is found by its file
-        patch.setattr(api, "_load_program", loads.append)
+        patch.setattr(api, "load_program", loads.append)
         patch.setattr(deploytool.export, "load_program", loads.append)
         repeat = cli(*args)
     assert runs == ["model.pte"] and loads == []

@@ -112,7 +112,7 @@ def digits_prepared(digit_images):
 def test_onnx_int8_calibration_methods_run_in_onnxruntime(method, digits_prepared, tmp_path):
     from dataclasses import replace
 
-    from deploytool.api import _batch_of_one
+    from deploytool.context import batch_of_one
     from deploytool.config import OnnxCalibration
     from deploytool.export import Programs
     from deploytool.export.onnx import export_onnx
@@ -128,7 +128,7 @@ def test_onnx_int8_calibration_methods_run_in_onnxruntime(method, digits_prepare
     int8 = tmp_path / "model.int8.onnx"
     int8.write_bytes(quantize_onnx(fp32, recipe=recipe, calibration=prepared.split.calibration,
                                    inputs=prepared.inputs))
-    samples = [_batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
+    samples = [batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     run = run_artifact(int8, "onnx", samples)
     assert run.ok, run.error
     comparison = compare(prepared.eager_outputs(), run.outputs, output_names=prepared.output_names,

@@ -172,8 +172,7 @@ def _run_matrix(names: tuple[str, ...], executor, *, target: str | None, precisi
     Each job quantizes and lowers on its own (in <output>/<entry>/<target>), so the entry's targets share
     nothing and can run on different machines.
     """
-    from deploytool.scale.executor import ProgressLine
-    from deploytool.scale.jobs import JobSpec
+    from deploytool.scale.jobs import JobSpec, ProgressLine
     from deploytool.zoo import Finding, ZooRun, entry, expected_path
 
     params = {"weights": str(weights.resolve()) if weights else None, "calib_limit": calib_limit}

@@ -1,4 +1,8 @@
-"""Lowering steps: programs in, artifacts on disk out. One writer per format, registered by name."""
+"""Lowering steps: programs in, artifacts on disk out. One writer per format, registered by name.
+
+This package holds what every writer shares (Artifact, Delegation, Programs, loading and saving programs) and
+imports no writer: each writer module imports it, and FORMATS names the writers by import string.
+"""
 from __future__ import annotations
 
 import functools
@@ -52,6 +56,9 @@ class Programs:
         self._int8 = int8_program
         self.int8_file = int8_file  # where quantize saved the int8 program: read only when a writer needs it
         self.int8_activations = int8_activations  # the plan quantize.json recorded for the .pte
+        # What writers make once per export and share, by name: the .pte bytes (.pte and .bpte), the TorchScript
+        # module (.pt and .ptl). Each writer module fills its own entry (export.executorch.pte_of, ...).
+        self.memo: dict[str, Any] = {}
 
     @property
     def int8(self) -> Any:
@@ -97,29 +104,10 @@ class Programs:
                                hint="Set dynamic_batch = false (server artifacts then take batch 1), or remove "
                                     "what pins the batch size in forward().") from exc
 
-    @functools.cached_property
-    def scripted(self) -> Any:
-        """TorchScript of the eager model (export.torchscript.Scripted), traced once for .pt and .ptl."""
-        from deploytool.export.torchscript import script_module
-
-        return script_module(self.prepared)
-
     @property
     def main(self) -> Any:
         """The program for single-program formats: int8 when quantizing, else fp32."""
         return self.int8 if self.precision == "int8" else self.fp32
-
-    def pte(self) -> tuple[bytes, Delegation]:
-        """`main` lowered to .pte bytes once per export (.pte and .bpte share it), cached across runs by content
-        in <output>/.cache/pte."""
-        if not hasattr(self, "_pte"):
-            from deploytool.export.executorch import PTE_CACHE, cached_pte_of_file, lower_pte_cached
-
-            cache_dir = self.prepared.config.output_dir / PTE_CACHE
-            saved_as = self.int8_file if self.precision == "int8" else None
-            self._pte = ((saved_as and cached_pte_of_file(saved_as, cache_dir=cache_dir))
-                         or lower_pte_cached(self.main, cache_dir=cache_dir, saved_as=saved_as))
-        return self._pte
 
 
 def load_program(path: Path) -> Any:
@@ -131,6 +119,22 @@ def load_program(path: Path) -> Any:
     import torchao.quantization.pt2e  # noqa: F401  registers the quantized_decomposed ops the program uses
 
     return torch.export.load(path)
+
+
+def save_program(program: Any, path: Path) -> None:
+    """Save an ExportedProgram with torch.export.save, atomically: a reader never sees half a file.
+
+    >>> save_program(quantized.program, folder / "program.pt2")
+    """
+    import io
+
+    import torch
+
+    from deploytool.fsutil import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 FORMATS = Registry("format")

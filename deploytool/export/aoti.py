@@ -81,7 +81,8 @@ def x86_int8_program(prepared) -> Any:
 
     >>> program = x86_int8_program(prepared)
     """
-    from deploytool.api import QUANT_DIR, _load_program, _save_program
+    from deploytool.context import QUANT_DIR
+    from deploytool.export import load_program, save_program
 
     folder = prepared.config.output_dir / QUANT_DIR
     key = f"{prepared.cache_key()}-dynamic={prepared.config.dynamic_batch}"
@@ -91,10 +92,10 @@ def x86_int8_program(prepared) -> Any:
     if program_path.is_file() and record_path.is_file() and _record_key(record_path) == key:
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the int8 fusions
 
-        program = _load_program(program_path)
+        program = load_program(program_path)
     else:
         program = quantize_x86(prepared)
-        _save_program(program, program_path)
+        save_program(program, program_path)
         atomic_write_json(record_path, {"cache_key": key, "quantizer": "X86InductorQuantizer",
                                         "calibration_samples": len(prepared.split.calibration)})
     prepared.memo["x86_int8", key, folder] = program

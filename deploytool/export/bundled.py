@@ -25,6 +25,7 @@ from deploytool.bundle_format import METHOD, SIDECAR_SCHEMA, sidecar_path
 from deploytool.config import ParityConfig
 from deploytool.errors import LowerError
 from deploytool.export import Artifact, Programs
+from deploytool.export.executorch import pte_of
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("deploytool")
@@ -58,7 +59,7 @@ def write_bpte(programs: Programs, folder: Path) -> list[Artifact]:
         raise LowerError("No held-out samples to bundle into model.bpte.",
                          hint="Give more data or a larger --holdout, so that some samples are held out.")
     tolerance = tolerance_for(programs, inputs, expected, parity=prepared.config.parity)
-    data, delegation = programs.pte()
+    data, delegation = pte_of(programs)
     bundle = _serialize(data, inputs, expected)
     path = atomic_write_bytes(folder / "model.bpte", bundle)
     sidecar = atomic_write_json(sidecar_path(path), {
@@ -94,9 +95,9 @@ def tolerance_for(programs: Programs, inputs: list[tuple[np.ndarray, ...]], expe
 def _cases(prepared) -> tuple[list[tuple[np.ndarray, ...]], list[list[np.ndarray]]]:
     """The first BUNDLED_CASES held-out samples at batch 1, with the eager model's outputs (computed once per
     run, for parity)."""
-    from deploytool.api import _batch_of_one
+    from deploytool.context import batch_of_one
 
-    inputs = [_batch_of_one(sample, prepared.inputs) for _, sample in prepared.held_out()[:BUNDLED_CASES]]
+    inputs = [batch_of_one(sample, prepared.inputs) for _, sample in prepared.held_out()[:BUNDLED_CASES]]
     return inputs, prepared.eager_outputs()[:len(inputs)]
 
 

@@ -24,12 +24,26 @@ PTE_CACHE = Path(".cache") / "pte"  # under the output folder: lowered .pte file
 def write_pte(programs: Programs, folder: Path) -> list[Artifact]:
     """`model.pte` from the main program (int8 when quantized)."""
     started = time.perf_counter()
-    data, delegation = programs.pte()
+    data, delegation = pte_of(programs)
     path = atomic_write_bytes(folder / "model.pte", data)
     # The fp32 .pte is not built in an int8 run; it holds at least the eager weights.
     fp32_bytes = weight_bytes(programs.prepared.loaded.module) if programs.precision == "int8" else None
     return [Artifact(path, "pte", programs.precision, delegation, seconds=time.perf_counter() - started,
                      fp32_bytes=fp32_bytes)]
+
+
+def pte_of(programs: Programs) -> tuple[bytes, Delegation]:
+    """`programs.main` lowered to .pte bytes once per export (.pte and .bpte share it), cached across runs by
+    content in <output>/.cache/pte.
+
+    >>> data, delegation = pte_of(programs)
+    """
+    if "pte" not in programs.memo:
+        cache_dir = programs.prepared.config.output_dir / PTE_CACHE
+        saved_as = programs.int8_file if programs.precision == "int8" else None
+        programs.memo["pte"] = ((saved_as and cached_pte_of_file(saved_as, cache_dir=cache_dir))
+                                or lower_pte_cached(programs.main, cache_dir=cache_dir, saved_as=saved_as))
+    return programs.memo["pte"]
 
 
 def weight_bytes(module) -> int:
@@ -129,7 +143,7 @@ def cached_pte_of_file(saved_as: Path, *, cache_dir: Path) -> tuple[bytes, Deleg
 def _file_alias(saved_as: Path, cache_dir: Path) -> Path:
     """Where the program key of the file `saved_as` is kept: named by the file's bytes and the library versions."""
     from deploytool.fsutil import sha256_file
-    from deploytool.report import versions
+    from deploytool.versions import versions
 
     digest = hashlib.sha256(f"{sha256_file(saved_as)}|{sorted(versions().items())}".encode()).hexdigest()[:24]
     return cache_dir / "files" / f"{digest}.key"
@@ -156,7 +170,7 @@ def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30)
     """
     from executorch.runtime import Runtime
 
-    from deploytool.bench import measure
+    from deploytool.runtime.timing import measure
 
     data, _ = lower_pte_cached(program, cache_dir=cache_dir)
     method = Runtime.get().load_program(data).load_method("forward")
@@ -169,7 +183,7 @@ def program_fingerprint(program) -> str:
     """Content hash of an ExportedProgram: graph code, signature, weights, constants and library versions."""
     import torch
 
-    from deploytool.report import versions
+    from deploytool.versions import versions
 
     digest = hashlib.sha256(repr(sorted(versions().items())).encode())
     digest.update(program.graph_module.code.encode())

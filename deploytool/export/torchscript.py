@@ -27,6 +27,17 @@ class Scripted:
     notes: tuple[str, ...]
 
 
+def scripted_of(programs: Programs) -> Scripted:
+    """TorchScript of the eager model, traced (or scripted) once per export for both .pt and .ptl.
+
+    >>> scripted_of(programs).notes[0]
+    'traced; checked against eager on 2 held-out inputs'
+    """
+    if "scripted" not in programs.memo:
+        programs.memo["scripted"] = script_module(programs.prepared)
+    return programs.memo["scripted"]
+
+
 def write_torchscript(programs: Programs, folder: Path) -> list[Artifact]:
     """`model.pt` (fp32) for torch.jit.load.
 
@@ -36,7 +47,7 @@ def write_torchscript(programs: Programs, folder: Path) -> list[Artifact]:
     import torch
 
     started = time.perf_counter()
-    scripted = programs.scripted
+    scripted = scripted_of(programs)
     buffer = io.BytesIO()
     torch.jit.save(scripted.module, buffer)
     path = atomic_write_bytes(folder / "model.pt", buffer.getvalue())
@@ -54,12 +65,12 @@ def write_ptl(programs: Programs, folder: Path) -> list[Artifact]:
     import torch.backends.xnnpack
 
     started = time.perf_counter()
-    scripted = programs.scripted
+    scripted = scripted_of(programs)
     module, notes = scripted.module, [*scripted.notes, DEPRECATED]
     if torch.backends.xnnpack.enabled:
         from torch.utils.mobile_optimizer import optimize_for_mobile
 
-        module = optimize_for_mobile(module)  # a copy: programs.scripted stays as model.pt has it
+        module = optimize_for_mobile(module)  # a copy: scripted_of(programs) stays as model.pt has it
         notes.append("optimize_for_mobile applied (conv/bn folding, XNNPACK prepacked ops)")
     else:
         notes.append("optimize_for_mobile skipped: this torch build has no XNNPACK "
@@ -97,11 +108,11 @@ def script_module(prepared) -> Scripted:
 def _trace(prepared) -> Scripted:
     import torch
 
-    from deploytool.api import _to_torch
+    from deploytool.context import to_torch
 
     checks = []
     for _, sample in prepared.held_out():
-        checks.append(_to_torch(sample, prepared.inputs))
+        checks.append(to_torch(sample, prepared.inputs))
         if len(checks) == CHECK_SAMPLES:
             break
     if prepared.config.dynamic_batch:  # the trace must not bake in batch 1

@@ -18,6 +18,7 @@ from typing import Any
 from deploytool.gate.baseline import BASELINE_FILE, METRICS_BY_KEY, Difference, compare, metrics_of, read_baseline
 from deploytool.config import Precision, ProjectConfig
 from deploytool.errors import ParityFailed, StageError, UsageError, did_you_mean
+from deploytool.scale.jobs import JobResult, JobSpec, ProgressLine, config_of, model_name
 
 log = logging.getLogger("deploytool")
 
@@ -172,11 +173,6 @@ def _worse(differences: list[Difference] | None) -> list[str]:
     return [d.metric.label for d in differences or () if d.regressed]
 
 
-def model_name(config: ProjectConfig) -> str:
-    """A [[models]] entry's name, else the model spec as written."""
-    return config.name or config.model or "model"
-
-
 def planned_cases(config: ProjectConfig) -> list[tuple[str, str]]:
     """(target, case id) of each case `run` produces for this model, known without loading anything heavy.
 
@@ -209,8 +205,6 @@ def run(projects: list[ProjectConfig], *, names: tuple[str, ...] | None = None,
     if executor is None:
         per_model = [check_model(config, targets=targets, export=export) for config in selected]
     else:
-        from deploytool.scale.jobs import check_models_on
-
         per_model = check_models_on(executor, selected, targets=targets, export=export)
     for config, model_cases in zip(selected, per_model):
         if not update_baseline:
@@ -270,6 +264,50 @@ def check_model(config: ProjectConfig, *, targets: tuple[str, ...] | None, expor
         return [CaseResult(name, t, precision.value, error=message) for t in plan]
     return [CaseResult(name, t, precision.value, [r for r in reports if r.target == t], exported=t in stale)
             for t in plan]
+
+
+def gate_job(spec: JobSpec) -> JobResult:
+    """One model's gate cases (deploytool.gate.check_model), before the baseline comparison done by the caller.
+
+    One job per model, not per target: a model's targets share one output folder (and its lock), one
+    quantization and one lowering of the .pte.
+    """
+    cases = check_model(config_of(spec), targets=tuple(spec.params["targets"]) or None, export=spec.params["export"])
+    rows = [case.to_dict() for case in cases]
+    for case in cases:
+        for report in case.reports:
+            report.outputs = None  # raw outputs: large, and only the cross-check inside the job needs them
+    for row in rows:
+        for artifact in row["artifacts"]:
+            artifact.pop("timings_s")
+    return JobResult(all(case.passed for case in cases), {"cases": rows}, [c.error for c in cases if c.error],
+                     details={"cases": cases})
+
+
+
+def check_models_on(executor, configs: list, *, targets: tuple[str, ...] | None, export: bool) -> list[list]:
+    """check_model for each config, as one job each on `executor`; a failed job is an ERROR
+    case for each of its targets.
+
+    >>> check_models_on(executor_for("ray"), load_projects(Path(".")), targets=None, export=True)
+    [[CaseResult(model='digitnet', target='android', ...)], [CaseResult(model='digitmlp', ...)]]
+    """
+    from deploytool.api import plan_formats
+
+    specs = [JobSpec("gate", model_name(config), target=",".join(targets or config.targets),
+                     recipe=precision_of(config).value, output=str(config.output_dir),
+                     config=config.to_dict(), base_dir=str(config.base_dir.resolve()),
+                     params={"targets": list(targets or ()), "export": export}) for config in configs]
+    per_model = []
+    for config, report in zip(configs, executor.run(specs, on_done=ProgressLine(len(specs)))):
+        if report["error"]:
+            error = report["error"].splitlines()[0]
+            per_model.append([CaseResult(report["model"], target, report["recipe"], error=error)
+                              for target in plan_formats(targets or config.targets, None)])
+        else:
+            per_model.append(report["details"]["cases"])
+    return per_model
+
 
 
 def _is_current(folder: Path, inputs_hash: str, formats: tuple[str, ...]) -> bool:

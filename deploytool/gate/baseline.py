@@ -21,7 +21,8 @@ from typing import Any
 from deploytool.config import BaselineConfig
 from deploytool.errors import ConfigError
 from deploytool.fsutil import atomic_write_json
-from deploytool.report import human_size, versions
+from deploytool.report import human_size
+from deploytool.versions import versions
 
 BASELINE_FILE = "deploytool.baseline.json"
 SCHEMA = "deploytool.baseline/1"

@@ -3,25 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deploytool.versions import versions
+
 SCHEMA = "deploytool.report/1"
-
-
-@functools.cache
-def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("deploytool", "torch", "torchao", "executorch", "torchvision", "onnx", "onnxruntime"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return found
 
 
 @dataclass

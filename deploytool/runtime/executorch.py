@@ -37,7 +37,7 @@ def bench_forward(load, sample: tuple[np.ndarray, ...], *, runs: int, warmup: in
 
     import torch
 
-    from deploytool.bench import measure
+    from deploytool.runtime.timing import measure
 
     setting = set_threads(threads)
     started = time.perf_counter()

@@ -33,7 +33,7 @@ def bench(path: Path, sample: tuple[np.ndarray, ...], *, runs: int, warmup: int,
 
     import onnxruntime as ort
 
-    from deploytool.bench import measure
+    from deploytool.runtime.timing import measure
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -31,7 +31,7 @@ def bench_module(load: Callable[[], Any], sample: tuple[np.ndarray, ...], *, run
 
     import torch
 
-    from deploytool.bench import measure, set_torch_threads
+    from deploytool.runtime.timing import measure, set_torch_threads
 
     setting = set_torch_threads(threads)
     started = time.perf_counter()

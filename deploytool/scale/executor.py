@@ -11,14 +11,13 @@ reports, apart from timings, and the same artifact bytes, whichever executor run
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from deploytool.errors import UsageError, import_optional
-from deploytool.scale.jobs import JobSpec, report_of, run_job
+from deploytool.scale.jobs import JobSpec, report_of, run_job, verdict
 
 EXECUTORS = ("local", "ray")
 RAY_PIN = "ray==2.60.0"
@@ -180,25 +179,6 @@ class RayExecutor:
 def import_ray():
     """The ray module, or a MissingDependencyError with the command that installs it."""
     return import_optional("ray", label="Ray", needed_by="--executor ray", extra="ray", pin=RAY_PIN)
-
-
-def verdict(report: Report) -> str:
-    """ok, FAIL (ran, did not pass) or ERROR (did not run to the end)."""
-    return "ok" if report["passed"] else ("ERROR" if report["error"] else "FAIL")
-
-
-class ProgressLine:
-    """`[3/8] digits/android/int8 ok (12.3 s)` on stderr as each job finishes."""
-
-    def __init__(self, total: int, *, stream=None):
-        self.total, self.done, self.stream = total, 0, stream or sys.stderr
-
-    def __call__(self, report: Report) -> None:
-        self.done += 1
-        seconds = report["timings"].get("job_s")
-        took = f" ({seconds:.1f} s)" if seconds is not None else ""
-        self.stream.write(f"[{self.done}/{self.total}] {report['job']} {verdict(report)}{took}\n")
-        self.stream.flush()
 
 
 def table(reports: Sequence[Report]) -> str:

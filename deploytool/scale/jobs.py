@@ -12,6 +12,7 @@ and always returns a small JSON-able report; a failing job is one failed row, ne
 from __future__ import annotations
 
 import functools
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,12 +22,13 @@ from typing import Any
 from deploytool.errors import DeployError, UsageError
 from deploytool.registry import Registry
 
-# kind -> "module:function" taking a JobSpec and returning a JobResult; imported in the worker only.
+# kind -> "module:function" taking a JobSpec and returning a JobResult; imported in the worker only. A kind
+# that runs the chain (export, gate, zoo) lives above it, next to what it runs: this layer imports none of them.
 JOB_KINDS = Registry("job kind")
-JOB_KINDS.register("export", "deploytool.scale.jobs:export_job",
+JOB_KINDS.register("export", "deploytool.api:export_job",
                    summary="export one target at one precision, verify it")
-JOB_KINDS.register("gate", "deploytool.scale.jobs:gate_job", summary="the CI gate's cases of one model, every target")
-JOB_KINDS.register("zoo", "deploytool.scale.jobs:zoo_job",
+JOB_KINDS.register("gate", "deploytool.gate:gate_job", summary="the CI gate's cases of one model, every target")
+JOB_KINDS.register("zoo", "deploytool.zoo:zoo_job",
                    summary="one zoo entry, target and precision vs expected.json")
 JOB_KINDS.register("candidate", "deploytool.scale.jobs:candidate_job",
                    summary="one sensitivity candidate: the project quantized with some layers kept fp32")
@@ -96,6 +98,30 @@ def report_of(spec: JobSpec, result: JobResult | None, error: str | None, *,
     }
 
 
+def model_name(config) -> str:
+    """A [[models]] entry's name, else the model spec as written: the model of a job's row and of a gate case."""
+    return config.name or config.model or "model"
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """ok, FAIL (ran, did not pass) or ERROR (did not run to the end)."""
+    return "ok" if report["passed"] else ("ERROR" if report["error"] else "FAIL")
+
+
+class ProgressLine:
+    """`[3/8] digits/android/int8 ok (12.3 s)` on stderr as each job finishes."""
+
+    def __init__(self, total: int, *, stream=None):
+        self.total, self.done, self.stream = total, 0, stream or sys.stderr
+
+    def __call__(self, report: dict[str, Any]) -> None:
+        self.done += 1
+        seconds = report["timings"].get("job_s")
+        took = f" ({seconds:.1f} s)" if seconds is not None else ""
+        self.stream.write(f"[{self.done}/{self.total}] {report['job']} {verdict(report)}{took}\n")
+        self.stream.flush()
+
+
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """The report without what changes run to run (timings): two executors must agree on the rest."""
     return {k: v for k, v in report.items() if k != "timings"}
@@ -104,79 +130,10 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
 # --- the job kinds ---------------------------------------------------------------------------------------
 
 
-def export_job(spec: JobSpec) -> JobResult:
-    """Export and verify one target at one precision into the job's folder (the int8 program quantized there)."""
-    from deploytool import api
-    from deploytool.config import Precision
-
-    reports = api.export(_config(spec), targets=(spec.target,), precision=Precision(spec.recipe))
-    return _artifact_result(reports)
-
-
-def gate_job(spec: JobSpec) -> JobResult:
-    """One model's gate cases (deploytool.gate.check_model), before the baseline comparison done by the caller.
-
-    One job per model, not per target: a model's targets share one output folder (and its lock), one
-    quantization and one lowering of the .pte.
-    """
-    from deploytool.gate import check_model
-
-    cases = check_model(_config(spec), targets=tuple(spec.params["targets"]) or None, export=spec.params["export"])
-    rows = [case.to_dict() for case in cases]
-    for case in cases:
-        for report in case.reports:
-            report.outputs = None  # raw outputs: large, and only the cross-check inside the job needs them
-    for row in rows:
-        for artifact in row["artifacts"]:
-            artifact.pop("timings_s")
-    return JobResult(all(case.passed for case in cases), {"cases": rows}, [c.error for c in cases if c.error],
-                     details={"cases": cases})
-
-
-def check_models_on(executor, configs: list, *, targets: tuple[str, ...] | None, export: bool) -> list[list]:
-    """deploytool.gate.check_model for each config, as one job each on `executor`; a failed job is an ERROR
-    case for each of its targets.
-
-    >>> check_models_on(executor_for("ray"), load_projects(Path(".")), targets=None, export=True)
-    [[CaseResult(model='digitnet', target='android', ...)], [CaseResult(model='digitmlp', ...)]]
-    """
-    from deploytool.api import plan_formats
-    from deploytool.scale.executor import ProgressLine
-    from deploytool.gate import CaseResult, model_name, precision_of
-
-    specs = [JobSpec("gate", model_name(config), target=",".join(targets or config.targets),
-                     recipe=precision_of(config).value, output=str(config.output_dir),
-                     config=config.to_dict(), base_dir=str(config.base_dir.resolve()),
-                     params={"targets": list(targets or ()), "export": export}) for config in configs]
-    per_model = []
-    for config, report in zip(configs, executor.run(specs, on_done=ProgressLine(len(specs)))):
-        if report["error"]:
-            error = report["error"].splitlines()[0]
-            per_model.append([CaseResult(report["model"], target, report["recipe"], error=error)
-                              for target in plan_formats(targets or config.targets, None)])
-        else:
-            per_model.append(report["details"]["cases"])
-    return per_model
-
-
-def zoo_job(spec: JobSpec) -> JobResult:
-    """One zoo entry at one target and precision, measured and compared with its expected.json."""
-    from deploytool.zoo import run_entry
-
-    weights = spec.params.get("weights")
-    run = run_entry(spec.model, output=Path(spec.output), targets=(spec.target,), precisions=(spec.recipe,),
-                    weights=Path(weights) if weights else None, calib_limit=spec.params.get("calib_limit"))
-    metrics = dict(run.results.get(spec.target, {}).get(spec.recipe, {}))
-    build_s = metrics.pop("build_s", None)
-    return JobResult(run.passed, metrics, [f.message for f in run.findings],
-                     {"weights": run.weights, "compared": run.compared},
-                     {"build_s": build_s} if build_s is not None else {})
-
-
 def candidate_job(spec: JobSpec) -> JobResult:
     """One sensitivity candidate: the project's model quantized with params["keep_fp32"] left in fp32, measured
     on the held-out samples against eager (deploytool.quantize.diagnose.Session.evaluate)."""
-    session = _candidate_session(_config(spec), spec.base_dir)
+    session = _candidate_session(config_of(spec), spec.base_dir)
     return JobResult(True, session.evaluate(spec.params["keep_fp32"]).to_dict())
 
 
@@ -184,9 +141,9 @@ def candidate_job(spec: JobSpec) -> JobResult:
 # captures once. `base_dir` is in the key because ProjectConfig equality ignores it.
 @functools.lru_cache(maxsize=1)
 def _candidate_session(config, base_dir: str):
-    from deploytool import api
+    from deploytool.context import prepare
 
-    return api.prepare(config).session(config.quantize)
+    return prepare(config).session(config.quantize)
 
 
 def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]) -> list:
@@ -199,8 +156,6 @@ def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]
     """
     from deploytool.config import to_plain
     from deploytool.errors import CandidateError
-    from deploytool.scale.executor import ProgressLine
-    from deploytool.gate import model_name
     from deploytool.quantize.session import Evaluation
 
     config = session.prepared.config
@@ -219,7 +174,12 @@ def evaluate_candidates(executor, session, keep_sets: dict[str, tuple[str, ...]]
     return [Evaluation.from_dict(report["metrics"]) for report in reports]
 
 
-def _config(spec: JobSpec):
+def config_of(spec: JobSpec):
+    """The job's ProjectConfig: its config table, writing into the job's own output folder.
+
+    >>> config_of(spec).output_dir == Path(spec.output)
+    True
+    """
     from deploytool.config import parse_config
 
     if not Path(spec.output).is_absolute() or not Path(spec.base_dir).is_absolute():
@@ -228,7 +188,8 @@ def _config(spec: JobSpec):
                         base_dir=Path(spec.base_dir))
 
 
-def _artifact_result(reports) -> JobResult:
+def artifact_result(reports) -> JobResult:
+    """A job's result from its ArtifactReports: passed when every artifact did, one finding per one that did not."""
     rows = []
     for report in reports:
         row = report.to_dict()

@@ -1,0 +1,290 @@
+"""The run context: one model with its data, and what every step after loading reads from it.
+
+`prepare(config)` loads the model, opens and splits its data and checks that the two fit; the `Prepared` it
+returns carries the held-out samples, the eager outputs and a memo that each step fills once per run. It sits
+below every step: quantizing, writers, runners, bench and cross-checks take a `Prepared`, none imports api.
+
+    >>> prepared = prepare(load_config(overrides={"model": "zoo:digits"}))
+    >>> len(prepared.held_out()), prepared.output_names
+    (64, ('output_0',))
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from deploytool.config import IMAGENET, Color, InputSpec, Precision, Preprocess, ProjectConfig
+from deploytool.data import Split, split
+from deploytool.errors import DataError, UsageError
+from deploytool.runtime import as_arrays, flat_outputs
+from deploytool.versions import versions
+
+log = logging.getLogger("deploytool")
+
+QUANT_DIR = "quantized"  # under the output folder: the int8 programs `quantize` saves for the writers to reuse
+
+
+@dataclass
+class Prepared:
+    """The model with its data: everything the steps after loading need."""
+
+    config: ProjectConfig
+    loaded: Any  # deploytool.loading.Loaded
+    inputs: tuple[InputSpec, ...]
+    preprocess: Preprocess | None
+    split: Split
+    example_inputs: tuple  # torch tensors, batch 1, from the first calibration sample
+    timings: dict[str, float] = field(default_factory=dict)
+    # Computed once, read by every step after: held-out samples, eager outputs and shapes, quantize results.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def captured(self):
+        """The model captured once per run (deploytool.capture): quantize, diagnose and the X86 int8 program
+        all start from it."""
+        if "captured" not in self.memo:
+            from deploytool.capture import capture
+
+            started = time.perf_counter()
+            self.memo["captured"] = capture(self.loaded.module, self.example_inputs)
+            self.timings["capture"] = time.perf_counter() - started
+        return self.memo["captured"]
+
+    def held_out(self) -> list:
+        """The held-out (ref, sample) pairs, decoded once: references, runners and writers all read them."""
+        if "held_out" not in self.memo:
+            self.memo["held_out"] = list(self.split.held_out.samples())
+        return self.memo["held_out"]
+
+    def eager_outputs(self) -> list[list[np.ndarray]]:
+        """The eager model's outputs on held_out(), one sample per call as the artifacts run them."""
+        if "eager_outputs" not in self.memo:
+            self.memo["eager_outputs"] = self.outputs_of(self.loaded.module)
+        return self.memo["eager_outputs"]
+
+    def outputs_of(self, module) -> list[list[np.ndarray]]:
+        """`module`'s in-process outputs on held_out(), one sample per call as the artifacts run them.
+
+        >>> len(prepared.outputs_of(program.module())) == len(prepared.held_out())
+        True
+        """
+        import torch
+
+        with torch.inference_mode():
+            return [as_arrays(module(*to_torch(s, self.inputs))) for _, s in self.held_out()]
+
+    def truths(self) -> list[Any]:
+        """Per held-out sample, what the task metric scores against: the zoo entry's truth (label_of), else the
+        class label from the data, else None."""
+        label_of = getattr(self.loaded.zoo_entry, "label_of", None)
+        return [label_of(ref) if label_of else ref.label for ref, _ in self.held_out()]
+
+    def task_metric(self) -> Any:
+        """The deploytool.parity.TaskMetric that decides int8 verdicts: the zoo entry's own, else top-1 accuracy
+        when the held-out samples carry labels, else None."""
+        from deploytool.parity import TaskMetric, accuracy
+
+        own = getattr(self.loaded.zoo_entry, "task_metric", None)
+        if own is not None:
+            return own
+        if any(t is not None for t in self.truths()):
+            return TaskMetric("top-1 accuracy", accuracy, max_drop=self.config.parity.max_accuracy_drop)
+        return None
+
+    def session(self, recipe) -> Any:
+        """The quantize.session.Session for `recipe`, one per run: the search, the fp32 fallback and the diagnosis
+        of `quantize --diagnose` share its one calibration, its eager outputs and its evaluations."""
+        if ("session", recipe) not in self.memo:
+            from deploytool.quantize.session import Session
+
+            self.memo["session", recipe] = Session(self, self.captured(), recipe)
+        return self.memo["session", recipe]
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(f"output_{i}" for i in range(len(self.eager_outputs_shape())))
+
+    def eager_outputs_shape(self) -> list[tuple[int, ...]]:
+        if "output_shapes" not in self.memo:
+            import torch
+
+            with torch.inference_mode():
+                outputs = flat_outputs(self.loaded.module(*self.example_inputs))
+            self.memo["output_shapes"] = [tuple(o.shape) for o in outputs]
+        return self.memo["output_shapes"]
+
+    def cache_key(self) -> str:
+        """Changes whenever the model, the calibration data or any option that shapes the program changes.
+        Computed once per run: it hashes every weight and calibration file."""
+        if "cache_key" not in self.memo:
+            parts = {"model": self.loaded.fingerprint(), "data": self.split.calibration.fingerprint(),
+                     "quantize": self.config.quantize, "inputs": self.inputs, "preprocess": self.preprocess,
+                     "batch": self.config.data.batch_size, "versions": versions()}
+            self.memo["cache_key"] = hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]
+        return self.memo["cache_key"]
+
+    def inputs_hash(self, precision: Precision) -> str:
+        """What an export was made from, recorded in manifest.json: `deploytool check` re-exports when it changes.
+
+        Model (weights, code, the spec as written), calibration files and every option that shapes an artifact.
+        No absolute paths: two checkouts of one repository record the same hash and byte-identical manifests.
+
+        >>> prepared.inputs_hash(Precision.INT8) == prepare(config).inputs_hash(Precision.INT8)
+        True
+        """
+        from deploytool.config import to_plain
+
+        if ("inputs_hash", precision) in self.memo:  # hashing weights and every calibration file is not free
+            return self.memo["inputs_hash", precision]
+        digest = hashlib.sha256(replace(self.loaded, spec=self.config.model or "").fingerprint().encode())
+        digest.update(self.split.calibration.fingerprint().encode())
+        options = {"precision": precision, "quantize": self.config.quantize, "inputs": self.inputs,
+                   "preprocess": self.preprocess, "batch": self.config.data.batch_size,
+                   "dynamic_batch": self.config.dynamic_batch, "torchscript_capture": self.config.torchscript_capture,
+                   "versions": versions()}
+        digest.update(json.dumps({k: to_plain(v) for k, v in options.items()}, sort_keys=True).encode())
+        self.memo["inputs_hash", precision] = digest.hexdigest()[:20]
+        return self.memo["inputs_hash", precision]
+
+
+def prepare(config: ProjectConfig) -> Prepared:
+    """Load the model and open its data; check that samples and model fit together.
+
+    The checks that need no model run first: building it can take minutes, a typo in --calib should not.
+
+    >>> prepare(load_config(overrides={"model": "zoo:digits"})).example_inputs[0].shape
+    torch.Size([1, 1, 8, 8])
+    """
+    from deploytool.data.sources import RANDOM, check_calibration, open_dataset
+    from deploytool.inputs import describe, named, sources
+    from deploytool.loading import load
+    from deploytool.quantize.sufficiency import sample_warnings
+
+    if not config.model:
+        raise UsageError("No model given.", hint="Pass --model (zoo:NAME, torchvision:NAME, file.py:factory, "
+                                                 "pkg.module:factory or a .pt2), or set `model` in deploytool.toml.")
+    calib = config.data.calib
+    if calib is None and not config.model.startswith("zoo:"):  # only a zoo entry brings its own data
+        raise DataError("No calibration data given.",
+                        hint="Pass --calib DIR with real samples (images, .npy/.npz/.pt), or set data.calib. "
+                             "`--calib random` works too, but then nothing is verified.")
+    if calib not in (None, RANDOM):
+        check_calibration(calib, base_dir=config.base_dir)
+    started = time.perf_counter()
+    loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
+                  trust_checkpoint=config.trust_checkpoint)
+    inputs = named(config.inputs, loaded.input_names) or loaded.inputs
+    preprocess = config.preprocess or loaded.preprocess or default_preprocess(inputs)
+    input_names = tuple(i.name for i in inputs) or loaded.input_names
+    if calib is None:
+        calib = str(loaded.zoo_entry.write_data(config.output_dir / "data" / loaded.zoo_entry.name))
+        log.info("calibration data: %s", loaded.zoo_entry.data_note)
+    dataset = open_dataset(calib, base_dir=config.base_dir, preprocess=preprocess, input_names=input_names,
+                           inputs=inputs)
+    parts = split(dataset, holdout=config.data.holdout, holdout_min=config.data.holdout_min,
+                  calib_limit=config.data.calib_limit)
+    first_ref, first = next(parts.calibration.samples())
+    inputs = _check_inputs(inputs, input_names, first, first_ref.key, config)
+    example_inputs = to_torch(first, inputs)
+    prepared = Prepared(config, loaded, inputs, preprocess, parts, example_inputs)
+    _check_model_accepts(prepared, first_ref.key)
+    prepared.timings["load"] = time.perf_counter() - started
+    unused = f"; {parts.unused} not used: data.calib_limit = {config.data.calib_limit}" if parts.unused else ""
+    log.info("loaded %s; data: %s (%d to calibrate, %d held out%s)", config.model, dataset.description,
+             len(parts.calibration), len(parts.held_out), unused)
+    inputs_from, preprocess_from = sources(config, loaded, first_ref.key)
+    log.info("%s", describe(inputs, preprocess if is_image_data(prepared) else None, inputs_from=inputs_from,
+                            preprocess_from=preprocess_from))
+    for warning in sample_warnings(parts, holdout_min=config.data.holdout_min):
+        log.warning("%s", warning)
+    return prepared
+
+
+def default_preprocess(inputs: tuple[InputSpec, ...]) -> Preprocess:
+    """ImageNet conventions (resize 256, crop 224, mean/std), fitted to a known NCHW input shape."""
+    if not inputs or len(inputs[0].shape) != 4:
+        return IMAGENET
+    _, channels, height, width = inputs[0].shape
+    if channels not in (1, 3):
+        return IMAGENET
+    return replace(IMAGENET, resize=round(min(height, width) * 256 / 224), center_crop=(height, width),
+                   color=Color.L if channels == 1 else Color.RGB,
+                   mean=IMAGENET.mean if channels == 3 else (0.449,), std=IMAGENET.std if channels == 3 else (0.226,))
+
+
+def batch_of_one(sample, inputs: tuple[InputSpec, ...]) -> tuple[np.ndarray, ...]:
+    """A sample as the model's batch-1 inputs, in the configured dtypes: what every runtime is fed.
+
+    >>> [a.shape for a in batch_of_one(prepared.held_out()[0][1], prepared.inputs)]
+    [(1, 1, 8, 8)]
+    """
+    return tuple(np.ascontiguousarray(a, dtype=spec.dtype)[None] for a, spec in zip(sample, inputs))
+
+
+def to_torch(sample, inputs: tuple[InputSpec, ...]) -> tuple:
+    """batch_of_one as torch tensors (sharing the arrays' memory): what eager, traced and exported modules take.
+
+    >>> module(*to_torch(sample, prepared.inputs))
+    """
+    import torch
+
+    return tuple(torch.from_numpy(a) for a in batch_of_one(sample, inputs))
+
+
+def _check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, key: str,
+                  config: ProjectConfig) -> tuple[InputSpec, ...]:
+    """Configured shapes must match the data; with no configuration, the first sample defines them."""
+    if len(first) != len(names):
+        raise DataError(f"{key}: a sample holds {len(first)} input(s), the model takes {len(names)} ({', '.join(names)}).",
+                        hint="For several inputs use .npz with one array per forward() argument name.")
+    if not inputs:
+        return tuple(InputSpec(n, (1, *a.shape), str(a.dtype) if a.dtype != np.float64 else "float32")
+                     for n, a in zip(names, first))
+    for spec, array in zip(inputs, first):
+        if tuple(spec.shape[1:]) != tuple(array.shape):
+            raise DataError(
+                f"{key}: input '{spec.name}' has shape {list(array.shape)}, but its [[inputs]] shape expects "
+                f"{list(spec.shape[1:])} per sample (model input {list(spec.shape)}).",
+                hint=f'Fix shape in the [[inputs]] table with name = "{spec.name}", or set [preprocess] '
+                     "resize/center_crop so images come out at that size.")
+    return inputs
+
+
+def _check_model_accepts(prepared: Prepared, key: str) -> None:
+    """Run the first sample through the model: a DataError naming the sample if the model rejects it. The
+    output shapes are kept, so eager_outputs_shape() does not run the same forward again."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            outputs = prepared.loaded.module(*prepared.example_inputs)
+    except Exception as exc:  # the user's forward can raise anything on a wrong shape
+        shapes = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in prepared.inputs)
+        first = prepared.inputs[0]
+        dtype = "int64" if first.dtype == "float32" else "float32"  # token ids saved as floats, or the reverse
+        fix = ("set resize and center_crop in [preprocess] so the images come out at the model's input size"
+               if is_image_data(prepared) else "reshape the arrays, or cast them with a dtype in deploytool.toml: "
+               f'[[inputs]] with name = "{first.name}", shape = {list(first.shape)}, dtype = "{dtype}"')
+        raise DataError(f"The model rejects the data's input shape or dtype ({shapes}, from {key}): "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                        hint=f"Make the data match the model: {fix}.") from exc
+    prepared.memo["output_shapes"] = [tuple(o.shape) for o in flat_outputs(outputs)]  # eager_outputs_shape's
+
+
+def is_image_data(prepared: Prepared) -> bool:
+    """The data is an image folder: the manifest then records the preprocessing an app must repeat."""
+    return prepared.split.calibration.description.startswith("image folder")
+
+
+def calibration_summary(prepared: Prepared) -> dict[str, Any]:
+    """What quantize.json and each report.json say about the data: source, sample counts, unreadable files."""
+    calibration = prepared.split.calibration
+    return {"source": calibration.description, "samples": len(calibration),
+            "held_out": len(prepared.split.held_out), "random": calibration.is_random,
+            "unreadable": list(prepared.split.unreadable)}
+

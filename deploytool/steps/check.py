@@ -1,0 +1,63 @@
+"""The check step's parts: artifacts read back from their manifest, and the .pte's second run in the C++ runner.
+
+    >>> artifact = artifact_of(folder, manifest["artifacts"][0], recorded_delegations(folder))
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from deploytool.errors import ParityFailed, UsageError
+from deploytool.export import Artifact
+from deploytool.fsutil import sha256_file
+from deploytool.report import ArtifactReport
+from deploytool.verify import verify
+
+
+def native_runner_for(manifests: dict[Path, dict]) -> Path:
+    """Build (or find cached) the native runner before any heavy work; --native needs a .pte to run."""
+    from deploytool.runtime.native import ensure_runner
+
+    if not any(a["format"] == "pte" for m in manifests.values() for a in m["artifacts"]):
+        raise UsageError("--native runs .pte files, and none was exported here.",
+                         hint="Export one with `deploytool export --target android` (or ios).")
+    return ensure_runner()
+
+
+def recorded_delegations(folder: Path) -> dict[str, Any]:
+    """sha256 -> Delegation from the export's report.json: lowering is what measured it, and check re-runs none."""
+    from deploytool.export import Delegation
+
+    try:
+        artifacts = json.loads((folder / "report.json").read_text()).get("artifacts", [])
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {a["sha256"]: Delegation.from_dict(d)
+            for a in artifacts if isinstance(a, dict) and (d := a.get("delegation")) and a.get("sha256")}
+
+
+def verify_native(artifact: Artifact, python: ArtifactReport, **verify_args) -> ArtifactReport:
+    """The .pte again in the C++ runner: vs eager (as every row) and vs the Python runtime's outputs."""
+    from deploytool.parity import compare
+    from deploytool.runtime.native import NOTE, RUNNER_FORMAT, SAME_PROGRAM
+
+    report = verify(replace(artifact, format=RUNNER_FORMAT, notes=(NOTE,)), **verify_args)
+    if report.outputs is not None and python.outputs is not None:
+        report.comparisons.append(compare(python.outputs, report.outputs, output_names=verify_args["output_names"],
+                                          thresholds=SAME_PROGRAM, reference_name="ExecuTorch Python runtime",
+                                          candidate_name=f"{artifact.path.name} (native C++ runner)"))
+    return report
+
+
+def artifact_of(folder: Path, entry: dict[str, Any], delegations: dict[str, Any]) -> Artifact:
+    """A manifest entry as the Artifact to verify, once its file and companions match their recorded sha256."""
+    path = folder / entry["file"]
+    companions = {folder / name: digest for name, digest in entry.get("companions", {}).items()}
+    for file, digest in {path: entry["sha256"], **companions}.items():
+        if not file.is_file() or sha256_file(file) != digest:
+            raise ParityFailed(f"{file} is missing or differs from the sha256 in its manifest; it changed "
+                               "after export.", hint="Re-run `deploytool export`.")
+    return Artifact(path, entry["format"], entry["precision"], delegations.get(entry["sha256"]),
+                    companions=tuple(companions))

@@ -1,0 +1,120 @@
+"""The export step's parts: which formats each target gets, building one, and the files written next to them.
+
+deploytool.api.export (and check) tell the step in order; these are the pieces they call. Each target folder
+gets manifest.json (what an app needs to load the artifacts) and report.json (every parity row).
+
+    >>> plan_formats(("android", "server"), ("ptl", "onnx"))
+    {'android': ('ptl',), 'server': ('onnx',)}
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from deploytool.config import Precision
+from deploytool.context import Prepared, calibration_summary, is_image_data
+from deploytool.errors import UsageError
+from deploytool.export import Artifact
+from deploytool.fsutil import atomic_write_bytes, atomic_write_json
+from deploytool.report import ArtifactReport, target_report
+from deploytool.steps.quantize import QuantizeResult
+from deploytool.verify import References
+from deploytool.versions import versions
+
+log = logging.getLogger("deploytool")
+
+
+def build(fmt: str, programs: Any, folder: Path, target: str) -> list[Artifact]:
+    """Run one format's writer, its verifying runtime starting meanwhile; progress lines while it runs."""
+    from deploytool.export import FORMATS
+    from deploytool.progress import timed_stage
+    from deploytool.runtime import RUNNERS, prestart
+
+    if fmt in RUNNERS:
+        prestart(fmt)  # the verifying runtime imports while the format is built
+    with timed_stage(f"building {fmt} for {target}", log=log):
+        return FORMATS.get(fmt).load()(programs, folder)
+
+
+def plan_formats(targets: tuple[str, ...], formats: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
+    """target -> formats to write. `--format` narrows each target to the formats it supports.
+
+    >>> plan_formats(("android", "server"), ("ptl", "onnx"))
+    {'android': ('ptl',), 'server': ('onnx',)}
+    """
+    from deploytool.export import FORMATS
+    from deploytool.registry import ALL_TARGETS, TARGETS
+
+    for fmt in formats or ():
+        FORMATS.get(fmt)
+    everything = ALL_TARGETS in targets
+    if everything:
+        targets = tuple(TARGETS.names())
+    plan = {}
+    for target in targets:
+        meta = TARGETS.get(target).meta
+        # Extra formats (android's legacy .ptl) are written only for --format naming them or --target all.
+        extra = meta.get("extra_formats", ()) if formats or everything else ()
+        supported = (*meta["formats"], *extra)
+        plan[target] = tuple(f for f in supported if not formats or f in formats)
+    if not any(plan.values()):
+        raise UsageError(f"None of the formats {', '.join(formats or ())} is written for target(s) "
+                         f"{', '.join(targets)}.", hint="`deploytool targets` lists each target's formats.")
+    return {t: f for t, f in plan.items() if f}
+
+
+def references_of(prepared: Prepared, quant: QuantizeResult | None) -> References:
+    """What each artifact is checked against: eager's outputs, the int8 program's (when quantized), the truths."""
+    return References(eager=prepared.eager_outputs(), int8=quant.outputs if quant else None,
+                      labels=prepared.truths(), task=prepared.task_metric())
+
+
+def copy_artifact(artifact: Artifact, folder: Path) -> Artifact:
+    """A format built for one target, copied with its companions into another target's folder."""
+    path = atomic_write_bytes(folder / artifact.path.name, artifact.path.read_bytes())
+    companions = tuple(atomic_write_bytes(folder / c.name, c.read_bytes()) for c in artifact.companions)
+    return replace(artifact, path=path, companions=companions)
+
+
+def cross_matrix(reports: list[ArtifactReport]) -> list[dict[str, Any]]:
+    """The cross-runtime matrix of the whole run; each target's report.json carries all of it."""
+    from deploytool.crosscheck import matrix
+
+    return [row.to_dict() for row in matrix(reports)]
+
+
+def write_target_files(prepared: Prepared, folder: Path, target: str, reports: list[ArtifactReport],
+                        quant: QuantizeResult | None, cross: list[dict[str, Any]]) -> None:
+    """A target's manifest.json (when anything was built) and report.json, with the whole run's cross matrix."""
+    extra = {"calibration": calibration_summary(prepared),
+             "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
+             "quantization": quant.recipe if quant else None}
+    written = [r for r in reports if not r.build_error]
+    if written:  # the manifest lists files an app can load; a format not built has none
+        atomic_write_json(folder / "manifest.json", manifest(prepared, written))
+    atomic_write_json(folder / "report.json", target_report(reports, target=target, extra=extra))
+
+
+def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
+    """What an app needs to run the artifacts. No timestamps: the same inputs give the same bytes."""
+    from deploytool.config import to_plain
+
+    shapes = prepared.eager_outputs_shape()
+    artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision,
+                  **({"companions": r.companions} if r.companions else {})} for r in reports]
+    return {
+        "schema": "deploytool.manifest/1",
+        "model": prepared.config.model,
+        **({"weights": str(prepared.config.path(prepared.config.weights))} if prepared.config.weights else {}),
+        "inputs_hash": prepared.inputs_hash(Precision(reports[0].precision)),
+        "artifact": {**artifacts[0], "backend": "xnnpack"} if reports[0].format == "pte" else artifacts[0],
+        "artifacts": artifacts,
+        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in prepared.inputs],
+        "outputs": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(prepared.output_names, shapes)],
+        "preprocess": {"kind": "image", **to_plain(prepared.preprocess)} if is_image_data(prepared) else None,
+        "labels": list(prepared.config.labels or prepared.split.calibration.labels or prepared.loaded.labels) or None,
+        "versions": versions(),
+    }
+

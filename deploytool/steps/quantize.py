@@ -1,0 +1,190 @@
+"""The quantize step's parts: which int8 variant to keep, how it is judged, and what a repeated run reuses.
+
+deploytool.api.quantize tells the step in order; these are the pieces it calls. quantize.json and
+references.npz in <output>/quantized/ are read and written here.
+
+    >>> variant, searched, fallback = quantize_variants(prepared, executor=None, judged=[])
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploytool.config import Precision, ProjectConfig
+from deploytool.context import QUANT_DIR, Prepared
+from deploytool.fsutil import atomic_write_bytes
+
+log = logging.getLogger("deploytool")
+
+REFERENCES = "references.npz"  # eager's and the quantized program's held-out outputs, for a repeated run
+
+
+@dataclass
+class QuantizeResult:
+    """What `quantize` made: the saved int8 program, whether it was reused, how it compares with eager."""
+
+    program_path: Path
+    cache_key: str
+    reused: bool
+    calibration_samples: int
+    held_out_samples: int
+    capture_method: str
+    reference_parity: Any  # Comparison of the quantized program vs eager, in-process
+    recipe: dict[str, Any] = field(default_factory=dict)  # observer, granularity, layers kept in fp32
+    fallback: dict[str, Any] | None = None  # the automatic fp32 fallback's steps, when a budget was set
+    program: Any = field(default=None, repr=False)  # the int8 ExportedProgram when built or loaded in this run
+    outputs: Any = field(default=None, repr=False)  # its in-process outputs on the held-out samples
+
+
+def quantize_variants(prepared: Prepared, executor: Any,
+                       judged: list[tuple[Any, list]]) -> tuple[Any, Any, dict[str, Any] | None]:
+    """The int8 program the recipe asks for: (program, SearchResult or None, fp32 fallback record or None).
+    Each variant the search judges is appended to `judged` with its held-out outputs.
+
+    activations = auto searches static, mixed, then dynamic int8 (quantize/search.py), all from one calibration
+    (quantize/session.py); past them, a budget the user set runs the fp32 fallback over the same calibration.
+    activations = static with a budget is the fp32 fallback alone, without one the plain static recipe; dynamic
+    is the plain dynamic recipe.
+    """
+    from deploytool.config import Activations
+    from deploytool.quantize.diagnose import noisiest_layers
+    from deploytool.quantize.fallback import quantize_within_budget
+    from deploytool.quantize.search import DYNAMIC, STATIC, search
+
+    recipe = prepared.config.quantize
+    session = prepared.session(recipe)
+    if recipe.activations is Activations.STATIC and recipe.has_budget:
+        quantized, fallback = quantize_within_budget(session, executor=executor)
+        return quantized, None, fallback
+    if recipe.activations is not Activations.AUTO and not recipe.has_budget:
+        return session.quantized(STATIC if recipe.activations is Activations.STATIC else DYNAMIC), None, None
+
+    def compare(program):
+        judged.append((program, prepared.outputs_of(program.module())))
+        return judge(prepared, judged[-1][1], "int8 variant")
+
+    searched = search(recipe, build=session.quantized, compare=compare, sensitive=lambda: noisiest_layers(session),
+                      cost=lambda program: pte_cost_of(prepared, program))
+    if searched.met or not recipe.has_budget:
+        return searched.program, searched, None
+    quantized, fallback = quantize_within_budget(session, executor=executor)
+    return quantized, searched, fallback
+
+
+def judge(prepared: Prepared, outputs: list[list[np.ndarray]], name: str) -> tuple[Any, Any]:
+    """In-process outputs of a quantized program against eager, with the int8 verdict's thresholds and the task
+    metric: (Comparison, TaskResult or None)."""
+    from deploytool.parity import compare, task_result
+
+    eager = prepared.eager_outputs()
+    task = task_result(prepared.task_metric(), eager, outputs, prepared.truths())
+    comparison = compare(eager, outputs, output_names=prepared.output_names, candidate_name=name,
+                         reference_name="eager fp32", thresholds=prepared.config.parity.int8, task=task)
+    return comparison, task
+
+
+def pte_cost_of(prepared: Prepared, program) -> tuple[float, int]:
+    """The program's .pte latency (ms, median at batch 1) and size, lowered through the export's cache."""
+    from deploytool.export.executorch import PTE_CACHE, pte_cost
+
+    return pte_cost(program, cache_dir=prepared.config.output_dir / PTE_CACHE, example_inputs=prepared.example_inputs)
+
+
+def recipe_record(config: ProjectConfig, fallback: dict[str, Any] | None, searched: Any) -> dict[str, Any]:
+    """What report.json says about how the program was quantized."""
+    recipe = config.quantize
+    activations = searched.activations if searched and not fallback else (
+        "static" if fallback else recipe.activations.value)
+    return {"quantizer": "XNNPACKQuantizer (PT2E)", "observer": recipe.observer.value,
+            "weights": "per-channel" if recipe.per_channel else "per-tensor",
+            "activations": activations,
+            "activation_range": "symmetric" if recipe.symmetric_activations else "asymmetric",
+            "keep_fp32": list(recipe.keep_fp32), "kept_fp32_by_fallback": fallback["kept_fp32"] if fallback else [],
+            "search": searched.to_dict() if searched else None}
+
+
+def default_precision(config: ProjectConfig) -> Precision:
+    """The config's precision, else int8 once `quantize` has run in this output folder or when real calibration
+    data is given (`export --calib DIR` quantizes and exports in one run), else fp32.
+
+    >>> default_precision(load_config(overrides={"model": "m.py:build", "data.calib": "photos"}))
+    <Precision.INT8: 'int8'>
+    """
+    from deploytool.data.sources import RANDOM
+
+    if config.precision:
+        return config.precision
+    quantized = (config.output_dir / QUANT_DIR / "quantize.json").is_file()
+    return Precision.INT8 if quantized or config.data.calib not in (None, RANDOM) else Precision.FP32
+
+
+def recorded_config(output_dir: Path) -> dict[str, Any] | None:
+    """The config the last `quantize` in this folder ran with, so `export` needs no repeated flags."""
+    record = read_record(output_dir / QUANT_DIR)
+    return record.get("config") if record else None
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """The folder's quantize.json as written by the last `quantize`, else None (absent or unreadable)."""
+    path = folder / "quantize.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        log.warning("ignoring unreadable %s", path)
+        return None
+
+
+def replayable(config: ProjectConfig) -> dict[str, Any]:
+    """The config with its paths made absolute, so it replays from any folder."""
+    plain = config.to_dict()
+    if config.model and ".py:" in config.model:
+        file, _, factory = config.model.partition(":")
+        plain["model"] = f"{config.path(file)}:{factory}"
+    elif config.model and config.model.endswith(".pt2"):
+        plain["model"] = str(config.path(config.model))
+    if config.weights:
+        plain["weights"] = str(config.path(config.weights))
+    if config.data.calib and config.data.calib != "random":
+        plain["data"]["calib"] = str(config.path(config.data.calib))
+    plain["output"] = str(config.output_dir)
+    return plain
+
+
+def references_key(prepared: Prepared, cache_key: str) -> str:
+    """What references.npz is saved under: the quantize cache key and the held-out samples' content."""
+    return hashlib.sha256(f"{cache_key}|{prepared.split.held_out.fingerprint()}".encode()).hexdigest()[:20]
+
+
+def write_references(folder: Path, refs_key: str, eager: list, int8: list) -> None:
+    """Save both output lists under `refs_key` (the quantize cache key and the held-out samples' content)."""
+    import io
+
+    arrays = {f"{name}/{i}/{j}": a for name, outputs in (("eager", eager), ("int8", int8))
+              for i, sample in enumerate(outputs) for j, a in enumerate(sample)}
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(refs_key), counts=np.array([len(eager), len(eager[0]) if eager else 0]), **arrays)
+    atomic_write_bytes(folder / REFERENCES, buffer.getvalue())
+
+
+def read_references(prepared: Prepared, folder: Path, refs_key: str) -> list | None:
+    """The quantized program's held-out outputs saved under `refs_key` (eager's go to prepared.memo), else None:
+    a changed model, data split or option changes the key."""
+    try:
+        with np.load(folder / REFERENCES) as saved:
+            if str(saved["key"]) != refs_key:
+                return None
+            samples, per_sample = (int(n) for n in saved["counts"])
+            lists = {name: [[saved[f"{name}/{i}/{j}"] for j in range(per_sample)] for i in range(samples)]
+                     for name in ("eager", "int8")}
+    except (OSError, KeyError, ValueError):  # absent, from an older release, or cut short
+        return None
+    log.info("reusing the held-out references in %s (eager and quantized outputs)", folder / REFERENCES)
+    prepared.memo.setdefault("eager_outputs", lists["eager"])
+    return lists["int8"]
+
