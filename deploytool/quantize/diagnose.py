@@ -22,6 +22,9 @@ from deploytool.quantize.session import Evaluation, Session
 log = logging.getLogger("deploytool")
 
 NOISE_SHARE = 0.5  # the mixed plan targets the layers behind half of static int8's noise
+# Held-out samples the mixed plan's noise ranking looks at: its noisiest layers on MobileNetV2 barely move past
+# a dozen photos (16 photos: 3.8 s).
+NOISE_SAMPLES = 16
 JUMP_DB = 10.0  # one layer tripling the error amplitude of its input stands out from int8 rounding noise
 CLEAN_INT8_DB = 40.0  # about what int8 rounding of a well-ranged activation gives
 WEIGHTED_OPS = ("conv", "linear")  # the ops XNNPACK quantizes with int8 weights: the fallback candidates
@@ -50,9 +53,15 @@ class Uncompared:
 ALL_LAYERS = "(all layers)"
 
 
-def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> tuple[list[LayerError], list[Uncompared]]:
+def layer_errors(session: Session, keep_fp32: Sequence[str] = (), *,
+                 samples: int | None = None) -> tuple[list[LayerError], list[Uncompared]]:
     """SQNR of every layer's output along the network, from torchao's numeric debugger, and the layers it
     could not compare (with why): a node whose output the debugger cannot pair costs that layer only.
+    `samples`: only the first few held-out samples, else all of them.
+
+    The debugger keeps every node's output of each sample it sees (trained MobileNetV2: ~120 MB a sample), so
+    the samples go through LOGGED_SAMPLES at a time, each node's signal and noise power summed and its log
+    dropped: memory stays flat, and the SQNR is that of all the samples together.
 
     >>> errors, uncompared = layer_errors(session)
     >>> [e.name for e in errors][:2], uncompared
@@ -60,28 +69,47 @@ def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> tuple[list[
     """
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
-    from torch.ao.ns.fx.utils import compute_sqnr
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-    from torchao.quantization.pt2e._numeric_debugger import (
-        compare_results,
-        extract_results_from_loggers,
-        prepare_for_propagation_comparison,
-    )
+    from torchao.quantization.pt2e._numeric_debugger import prepare_for_propagation_comparison
 
     # The reference goes through prepare_pt2e with nothing annotated, so BatchNorm is folded into its conv just
     # as in the int8 graph; otherwise a conv's pre-BN output would be compared with a post-BN one.
     unquantized = prepare_pt2e(session.captured.program.module(), XNNPACKQuantizer())
     reference = prepare_for_propagation_comparison(unquantized)
     actual = prepare_for_propagation_comparison(session.converted(keep_fp32))  # it copies
+    order = {node.name: i for i, node in enumerate(reference.graph.nodes)}
+    powers: dict[Any, list[float]] = {}  # debug info -> [signal power, noise power] over the samples so far
+    where: dict[Any, tuple[str, int]] = {}  # debug info -> (layer name, position of its node along the network)
+    uncompared: dict[str, str] = {}
     with torch.inference_mode():
-        for arrays in session.held_out:
+        for arrays in _chunks(session.held_out, samples):
             reference(*session.inputs(arrays))
             actual(*session.inputs(arrays))
-    ref_results, actual_results = extract_results_from_loggers(reference), extract_results_from_loggers(actual)
-    order = {node.name: i for i, node in enumerate(reference.graph.nodes)}
-    types = _module_types(reference)
+            _add_powers(reference, actual, order, powers, where, uncompared)
     last: dict[str, tuple[int, Any]] = {}  # a layer's output is its last node's output
-    uncompared: dict[str, str] = {}
+    for info, (name, position) in where.items():
+        if name not in last or position > last[name][0]:
+            last[name] = (position, info)
+    types = _module_types(reference)
+    errors = []
+    for name, (_, info) in sorted(last.items(), key=lambda item: item[1][0]):
+        signal, noise = powers[info]
+        sqnr = 10 * math.log10(signal / noise) if noise > 0 and signal > 0 else math.inf
+        errors.append(LayerError(name, types.get(name, ""), min(sqnr, SQNR_EXACT_DB)))
+    return errors, [Uncompared(name, reason) for name, reason in uncompared.items() if name not in last]
+
+
+def _add_powers(reference, actual, order: dict[str, int], powers: dict, where: dict, uncompared: dict) -> None:
+    """Pair what both graphs logged for one chunk of samples, add each node's signal and noise power, and drop
+    the logs."""
+    import torch
+    from torchao.quantization.pt2e._numeric_debugger import (
+        OutputLogger,
+        compare_results,
+        extract_results_from_loggers,
+    )
+
+    ref_results, actual_results = extract_results_from_loggers(reference), extract_results_from_loggers(actual)
     for info, (node_name, stack, stats) in ref_results.items():
         # Only float tensors carry int8 error; a dynamic-batch graph also logs its symbolic sizes (plain ints),
         # which torchao's comparison rejects with a ValueError.
@@ -96,16 +124,32 @@ def layer_errors(session: Session, keep_fp32: Sequence[str] = ()) -> tuple[list[
             log.debug("numeric debugger: cannot compare %s (%s)", node_name, name, exc_info=True)
             uncompared.setdefault(name, f"node {node_name}: {_one_line(exc)}")
             continue
-        position = order.get(summary.ref_node_name, -1)
-        if name not in last or position > last[name][0]:
-            last[name] = (position, summary)
-    errors = []
-    for name, (_, summary) in sorted(last.items(), key=lambda item: item[1][0]):
-        ref = torch.cat([r.ref.reshape(-1).float() for r in summary.results])
-        act = torch.cat([r.actual.reshape(-1).float() for r in summary.results])
-        sqnr = float(compute_sqnr(act, ref)) if not torch.equal(act, ref) else math.inf
-        errors.append(LayerError(name, types.get(name, ""), min(sqnr, SQNR_EXACT_DB)))
-    return errors, [Uncompared(name, reason) for name, reason in uncompared.items() if name not in last]
+        where[info] = (name, order.get(summary.ref_node_name, -1))
+        total = powers.setdefault(info, [0.0, 0.0])
+        for result in summary.results:
+            ref = result.ref.double()
+            total[0] += float(ref.square().sum())
+            total[1] += float((result.actual.double() - ref).square().sum())
+    for graph in (reference, actual):
+        for module in graph.children():
+            if isinstance(module, OutputLogger):
+                module.stats = []
+
+
+LOGGED_SAMPLES = 2  # held-out samples whose every node output the debugger holds at once
+
+
+def _chunks(batches: list, samples: int | None) -> list:
+    """The held-out batches cut into pieces of at most LOGGED_SAMPLES, the first `samples` of them (None: all)."""
+    pieces, left = [], math.inf if samples is None else samples
+    for arrays in batches:
+        for start in range(0, len(arrays[0]), LOGGED_SAMPLES):
+            if left <= 0:
+                return pieces
+            size = int(min(LOGGED_SAMPLES, left))
+            pieces.append(tuple(a[start:start + size] for a in arrays))
+            left -= len(pieces[-1][0])
+    return pieces
 
 
 def _layer_name(module_stack: Any) -> str:
@@ -156,7 +200,7 @@ def noisiest_layers(session: Session, *, share: float = NOISE_SHARE) -> tuple[st
     ('features.1.conv.0.0', 'features.2.conv.1.0')
     """
     try:
-        errors, _ = layer_errors(session)
+        errors, _ = layer_errors(session, samples=NOISE_SAMPLES)
     except Exception:  # a private torchao API on a model from anywhere: the search then skips the mixed plan
         log.debug("numeric debugger failed; no mixed plan", exc_info=True)
         return ()
