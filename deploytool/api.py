@@ -102,12 +102,13 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *, fallbac
     >>> diagnosis.jump.name
     'features.3'
     """
-    from deploytool.report.html import write_html
     from deploytool.quantize.diagnose import diagnose as diagnose_layers
+    from deploytool.report.html import write_html
+    from deploytool.steps.quantize import evaluate_many_on
 
     prepared = prepared or prepare(config)
     diagnosis = diagnose_layers(prepared.session(config.quantize), keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
-                                fallback=fallback, search=search, executor=executor)
+                                fallback=fallback, search=search, evaluate_many=evaluate_many_on(executor))
     folder = config.output_dir / "diagnosis"
     atomic_write_json(folder / "report.json", {**diagnosis.to_dict(), "versions": versions()})
     write_html(diagnosis, folder / "report.html")

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -197,10 +198,11 @@ def test_ray_sensitivity_ranking_matches_in_process(project, local_ray):
     from deploytool.config import Observer, QuantConfig
     from deploytool.scale.executor import RayExecutor
     from deploytool.quantize.diagnose import candidates, sensitivity
+    from deploytool.scale.jobs import evaluate_candidates
 
     session = _session(project, QuantConfig(per_channel=False, observer=Observer.MINMAX))
     names = candidates(session)
-    on_ray = sensitivity(session, names, executor=RayExecutor())
+    on_ray = sensitivity(session, names, evaluate_many=partial(evaluate_candidates, RayExecutor()))
     in_process = sensitivity(session, names)
     assert [s.name for s in in_process[:2]] == ["features.0", "features.3"], in_process
     assert on_ray == in_process
@@ -211,11 +213,12 @@ def test_a_failed_candidate_job_names_its_layer(project):
     from deploytool.errors import CandidateError
     from deploytool.scale.executor import LocalExecutor
     from deploytool.quantize.diagnose import sensitivity
+    from deploytool.scale.jobs import evaluate_candidates
 
     session = _session(project, QuantConfig())
     # Measuring features.0 alone keeps the misspelt layer in fp32: that job fails, and the ranking with it.
     with pytest.raises(CandidateError, match=r"layer features\.0 could not be measured: ConfigError: .*featurs\.3"):
-        sensitivity(session, ["features.0", "featurs.3"], executor=LocalExecutor())
+        sensitivity(session, ["features.0", "featurs.3"], evaluate_many=partial(evaluate_candidates, LocalExecutor()))
 
 
 @pytest.mark.parametrize("observer,extra", [

@@ -17,7 +17,7 @@ import numpy as np
 from deploytool.config import QuantConfig
 from deploytool.parity import SQNR_EXACT_DB
 from deploytool.quantize.recipes import module_path
-from deploytool.quantize.session import Evaluation, Session
+from deploytool.quantize.session import Evaluation, EvaluateMany, Session
 
 log = logging.getLogger("deploytool")
 
@@ -220,23 +220,23 @@ def noisiest_layers(session: Session, *, share: float = NOISE_SHARE) -> tuple[st
 
 
 def sensitivity(session: Session, names: Sequence[str], *, base: Sequence[str] = (),
-                executor: Any = None) -> list[Sensitivity]:
+                evaluate_many: EvaluateMany | None = None) -> list[Sensitivity]:
     """Output SQNR with only one of `names` in int8 (the others fp32), for each; most harmful first.
 
     Quantizing one layer alone charges it with its own weights and input activation, so a pair that only
-    hurts together (an outlier channel made by one layer and read by the next) shows up on both. With an
-    `executor` (deploytool.scale.executor) each candidate is one job there; the ranking is the same.
+    hurts together (an outlier channel made by one layer and read by the next) shows up on both.
+    `evaluate_many` evaluates the candidates elsewhere (as jobs: deploytool.scale.jobs.evaluate_candidates); the
+    ranking is the same.
 
-    >>> [s.name for s in sensitivity(session, candidates(session), executor=executor_for("local", jobs=2))]
+    >>> [s.name for s in sensitivity(session, candidates(session),
+    ...                              evaluate_many=partial(evaluate_candidates, executor_for("local", jobs=2)))]
     ['features.0', 'features.3', 'classifier', 'features.7']
     """
     keep_sets = {name: (*base, *(other for other in names if other != name)) for name in names}
-    if executor is None:
+    if evaluate_many is None:
         evaluations = (session.evaluate(keep) for keep in keep_sets.values())  # lazy: one log line per layer
     else:
-        from deploytool.scale.jobs import evaluate_candidates
-
-        evaluations = evaluate_candidates(executor, session, keep_sets)
+        evaluations = evaluate_many(session, keep_sets)
     found = []
     for name, evaluation in zip(names, evaluations):
         found.append(Sensitivity(name, round(evaluation.sqnr_db, 3), session.weight_bytes(name)))
@@ -309,8 +309,8 @@ class Diagnosis:
 
 
 def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[str, Any] | None = None,
-             search: dict[str, Any] | None = None, executor: Any = None) -> Diagnosis:
-    """Per-layer errors, first jump, sensitivity (its candidates on `executor` when given) and
+             search: dict[str, Any] | None = None, evaluate_many: EvaluateMany | None = None) -> Diagnosis:
+    """Per-layer errors, first jump, sensitivity (its candidates through `evaluate_many` when given) and
     calibration-sufficiency warnings for one recipe.
 
     >>> diagnosis = diagnose(Session(prepared, captured, QuantConfig(per_channel=False)))
@@ -325,7 +325,7 @@ def diagnose(session: Session, *, keep_fp32: Sequence[str] = (), fallback: dict[
     layers, uncompared = _layer_errors_or_why(session, kept)
     calibrated = session.calibrate()  # the run's one calibration: every variant's ranges come from it
     names = [name for name in candidates(session) if name not in kept]
-    ranking = sensitivity(session, names, base=kept, executor=executor) if len(names) > 1 else []
+    ranking = sensitivity(session, names, base=kept, evaluate_many=evaluate_many) if len(names) > 1 else []
     layer_of = sufficiency.observer_layers(calibrated.prepared)
     clipped = sufficiency.clipped_shares(calibrated, layer_of, (session.inputs(a) for a in session.held_out))
     warnings = [*sufficiency.input_warnings(s for _, s in session.prepared.split.calibration.samples()),

@@ -13,7 +13,7 @@ from typing import Any
 
 from deploytool.config import QuantConfig
 from deploytool.quantize.diagnose import Sensitivity, candidates, sensitivity
-from deploytool.quantize.session import Evaluation, Session
+from deploytool.quantize.session import Cost, Evaluation, EvaluateMany, Session
 
 log = logging.getLogger("deploytool")
 
@@ -83,54 +83,49 @@ def meets(evaluation: Evaluation, recipe: QuantConfig, eager_accuracy: float | N
     return True
 
 
-def within_budget(session: Session, *, executor: Any = None) -> FallbackResult:
-    """Greedy fallback for the session's recipe budget; the sensitivity candidates run on `executor` when given.
+def within_budget(session: Session, *, evaluate_many: EvaluateMany | None = None,
+                  cost: Cost | None = None) -> FallbackResult:
+    """Greedy fallback for the session's recipe budget; the sensitivity candidates go through `evaluate_many`
+    when given (e.g. as jobs), and `cost` measures each step's .pte.
 
-    >>> result = within_budget(Session(prepared, captured, QuantConfig(min_sqnr_db=25)), executor=executor_for("ray"))
+    >>> result = within_budget(Session(prepared, captured, QuantConfig(min_sqnr_db=25)), cost=pte_cost)
     >>> result.met, result.kept_fp32
     (True, ('features.0',))
     """
     recipe = session.recipe
     kept: tuple[str, ...] = ()
     start = session.evaluate(kept)
-    steps = [_step(session, None, start, kept)]
+    steps = [_step(session, None, start, kept, cost)]
     ranking: list[Sensitivity] = []
     if not steps[-1].met:
-        ranking = sensitivity(session, candidates(session), executor=executor)
+        ranking = sensitivity(session, candidates(session), evaluate_many=evaluate_many)
         for ranked in ranking[:recipe.max_fp32_layers]:
             kept = (*kept, ranked.name)
-            steps.append(_step(session, ranked.name, session.evaluate(kept), kept))
+            steps.append(_step(session, ranked.name, session.evaluate(kept), kept, cost))
             if steps[-1].met:
                 break
     return FallbackResult(budget_of(recipe), kept, steps[-1].met, steps, session.eager_accuracy, ranking)
 
 
 def _step(session: Session, layer: str | None, evaluation: Evaluation, kept: tuple[str, ...],
-) -> FallbackStep:
+          cost: Cost | None) -> FallbackStep:
+    """One step's record; its .pte latency measured by `cost` (through the export's cache, so `export` reuses the
+    .pte of the step the fallback settles on)."""
     met = meets(evaluation, session.recipe, session.eager_accuracy)
-    latency = _latency_ms(session, kept)
+    latency = round(cost(session.quantized(kept).program)[0], 4) if cost else None
     log.info("fallback: %s -> %.1f dB%s", f"+{layer}" if layer else "all int8", evaluation.sqnr_db,
              " (met)" if met else "")
     return FallbackStep(layer, round(evaluation.sqnr_db, 3), evaluation.top1_agreement, evaluation.accuracy,
                         session.weight_bytes(layer) if layer else 0, latency, met)
 
 
-def _latency_ms(session: Session, kept: tuple[str, ...]) -> float:
-    """Median batch-1 latency of the step's .pte in the ExecuTorch runtime, lowered through the export's cache,
-    so `export` reuses the .pte of the step the fallback settles on."""
-    from deploytool.export.executorch import PTE_CACHE, pte_cost
-
-    latency, _ = pte_cost(session.quantized(kept).program, cache_dir=session.prepared.config.output_dir / PTE_CACHE,
-                          example_inputs=session.prepared.example_inputs)
-    return round(latency, 4)
-
-
-def quantize_within_budget(session: Session, *, executor: Any = None) -> tuple[Any, dict[str, Any]]:
+def quantize_within_budget(session: Session, *, evaluate_many: EvaluateMany | None = None,
+                           cost: Cost | None = None) -> tuple[Any, dict[str, Any]]:
     """The static int8 program after the fallback, and the fallback's record for quantize.json.
 
-    >>> quantized, record = quantize_within_budget(prepared.session(recipe), executor=executor_for("local", jobs=4))
+    >>> quantized, record = quantize_within_budget(prepared.session(recipe), cost=pte_cost)
     >>> record["kept_fp32"]
     ['features.0', 'features.3']
     """
-    result = within_budget(session, executor=executor)
+    result = within_budget(session, evaluate_many=evaluate_many, cost=cost)
     return session.quantized(result.kept_fp32), result.to_dict()

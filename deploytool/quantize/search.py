@@ -25,7 +25,7 @@ from typing import Any
 
 from deploytool.config import Activations, QuantConfig
 from deploytool.errors import DeployError
-from deploytool.quantize.session import Plan
+from deploytool.quantize.session import Cost, Plan
 
 log = logging.getLogger("deploytool")
 
@@ -33,7 +33,6 @@ STATIC, DYNAMIC, BIAS_CORRECTED = Plan(), Plan(all_dynamic=True), Plan(bias_corr
 # The most NNCF's ranges and full bias correction gained over static int8 on the trained MobileNetV2 (11.3 ->
 # 17.9 dB, 52 held-out photos); static int8 further than this from the budget skips the step.
 BIAS_GAIN_DB = 7.0
-Cost = Callable[[Any], tuple[float, int]]  # program -> (.pte median latency in ms, .pte size in bytes)
 
 
 @dataclass(frozen=True)

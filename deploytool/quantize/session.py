@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +22,11 @@ from deploytool.errors import QuantizeError
 from deploytool.parity import OutputMetrics, accuracy, output_metrics
 
 FP32_EXTRA_BYTES = 3  # a weight kept fp32 takes 4 bytes instead of 1
+# Evaluates each named keep-fp32 set of a session, here or elsewhere; the layer above hands one in
+# (deploytool.scale.jobs.evaluate_candidates spreads them as jobs), so quantizing knows nothing of jobs.
+EvaluateMany = Callable[["Session", dict[str, tuple[str, ...]]], list["Evaluation"]]
+# A program's .pte latency (ms) and size (bytes), measured by the layer above (it knows the formats).
+Cost = Callable[[Any], tuple[float, int]]
 
 
 @dataclass(frozen=True)

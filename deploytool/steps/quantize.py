@@ -7,6 +7,7 @@ references.npz in <output>/quantized/ are read and written here.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -59,8 +60,15 @@ def quantize_variants(prepared: Prepared, executor: Any,
 
     recipe = prepared.config.quantize
     session = prepared.session(recipe)
+
+    def cost(program):
+        return pte_cost_of(prepared, program)
+
+    def fallback_over_static():
+        return quantize_within_budget(session, evaluate_many=evaluate_many_on(executor), cost=cost)
+
     if recipe.activations is Activations.STATIC and recipe.has_budget:
-        quantized, fallback = quantize_within_budget(session, executor=executor)
+        quantized, fallback = fallback_over_static()
         return quantized, None, fallback
     if recipe.activations is not Activations.AUTO and not recipe.has_budget:
         return session.quantized(STATIC if recipe.activations is Activations.STATIC else DYNAMIC), None, None
@@ -70,11 +78,21 @@ def quantize_variants(prepared: Prepared, executor: Any,
         return judge(prepared, judged[-1][1], "int8 variant")
 
     searched = search(recipe, build=session.quantized, compare=compare, sensitive=lambda: noisiest_layers(session),
-                      cost=lambda program: pte_cost_of(prepared, program))
+                      cost=cost)
     if searched.met or not recipe.has_budget:
         return searched.program, searched, None
-    quantized, fallback = quantize_within_budget(session, executor=executor)
+    quantized, fallback = fallback_over_static()
     return quantized, searched, fallback
+
+
+def evaluate_many_on(executor: Any):
+    """How the sensitivity candidates are evaluated: as jobs on `executor` (deploytool.scale), else None (in
+    this process)."""
+    if executor is None:
+        return None
+    from deploytool.scale.jobs import evaluate_candidates
+
+    return functools.partial(evaluate_candidates, executor)
 
 
 def judge(prepared: Prepared, outputs: list[list[np.ndarray]], name: str) -> tuple[Any, Any]:
