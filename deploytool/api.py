@@ -107,8 +107,9 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *, fallbac
     from deploytool.steps.quantize import evaluate_many_on
 
     prepared = prepared or prepare(config)
-    diagnosis = diagnose_layers(prepared.session(config.quantize), keep_fp32=tuple(fallback["kept_fp32"]) if fallback else (),
-                                fallback=fallback, search=search, evaluate_many=evaluate_many_on(executor))
+    kept = tuple(fallback["kept_fp32"]) if fallback else ()
+    diagnosis = diagnose_layers(prepared.session(config.quantize), keep_fp32=kept, fallback=fallback, search=search,
+                                evaluate_many=evaluate_many_on(executor))
     folder = config.output_dir / "diagnosis"
     atomic_write_json(folder / "report.json", {**diagnosis.to_dict(), "versions": versions()})
     write_html(diagnosis, folder / "report.html")
@@ -125,17 +126,16 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     """
     from deploytool.crosscheck import references_for
     from deploytool.errors import StageError
-    from deploytool.export import FORMATS, Artifact, Programs
+    from deploytool.export import FORMATS, Artifact
     from deploytool.report import not_built
-    from deploytool.steps.export import build, copy_artifact, cross_matrix, write_target_files
+    from deploytool.steps.export import build, copy_artifact, cross_matrix, programs_for, write_target_files
+    from deploytool.steps.quantize import x86_int8_program
 
     plan = plan_formats(targets or config.targets, formats)
     prepared = prepared or prepare(config)
     precision = precision or default_precision(config)
     quant = quantize(config, prepared) if precision is Precision.INT8 else None
-    programs = Programs(prepared, precision=precision.value, int8_program=quant.program if quant else None,
-                        int8_file=quant.program_path if quant else None,
-                        int8_activations=quant.recipe.get("activations", "static") if quant else "static")
+    programs = programs_for(prepared, precision, quant)
     references = references_of(prepared, quant)
     samples = [batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
     built: dict[str, list[Artifact]] = {}
@@ -162,7 +162,8 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
                 log.info("verifying %s/%s in %s", target, artifact.path.name,
                          FORMATS.get(artifact.format).meta["runtime"])
                 own = references_for(artifact, references, prepared=prepared, samples=samples,
-                                     timeout_s=config.parity.timeout_s)
+                                     timeout_s=config.parity.timeout_s,
+                                     x86_int8=lambda: x86_int8_program(prepared))
                 target_reports.append(verify(artifact, target=target, samples=samples, references=own,
                                              config=config, output_names=prepared.output_names,
                                              unverified=prepared.split.calibration.is_random, reuse_runs=True))
@@ -186,6 +187,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     from deploytool.registry import ALL_TARGETS
     from deploytool.steps.check import artifact_of, native_runner_for, recorded_delegations, verify_native
     from deploytool.steps.export import cross_matrix
+    from deploytool.steps.quantize import x86_int8_program
 
     if targets and ALL_TARGETS not in targets:
         folders = [config.output_dir / t for t in targets]
@@ -211,7 +213,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
         for entry in manifest["artifacts"]:
             artifact = artifact_of(folder, entry, delegations)
             own = references_for(artifact, references, prepared=prepared, samples=samples,
-                                 timeout_s=config.parity.timeout_s)
+                                 timeout_s=config.parity.timeout_s, x86_int8=lambda: x86_int8_program(prepared))
             verify_args = dict(target=folder.name, samples=samples, references=own, config=config,
                                output_names=prepared.output_names, unverified=prepared.split.calibration.is_random)
             target_reports.append(verify(artifact, **verify_args))

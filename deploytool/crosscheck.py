@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +48,13 @@ class CrossRow:
         return dataclasses.asdict(self)
 
 
-def references_for(artifact, references, *, prepared, samples: list, timeout_s: float):
-    """The References one artifact is verified against: an int8 artifact gets the program it came from.
+def references_for(artifact, references, *, prepared, samples: list, timeout_s: float,
+                   x86_int8: Callable[[], Any]):
+    """The References one artifact is verified against: an int8 artifact gets the program it came from
+    (`x86_int8` gives the X86 int8 program an int8 .pt2 was compiled from).
 
-    >>> refs = references_for(Artifact(Path("model.int8.onnx"), "onnx", "int8"), references,
-    ...                       prepared=prepared, samples=samples, timeout_s=300)
+    >>> refs = references_for(Artifact(Path("model.int8.onnx"), "onnx", "int8"), references, prepared=prepared,
+    ...                       samples=samples, timeout_s=300, x86_int8=lambda: x86_int8_program(prepared))
     """
     if artifact.precision != "int8":
         return references
@@ -63,9 +66,7 @@ def references_for(artifact, references, *, prepared, samples: list, timeout_s: 
             log.warning("no quantized reference for %s: %s", artifact.path.name, run.error)
         return dataclasses.replace(references, int8=run.outputs)
     if artifact.format == "aoti":
-        from deploytool.export.aoti import x86_int8_program
-
-        return dataclasses.replace(references, int8=prepared.outputs_of(x86_int8_program(prepared).module()))
+        return dataclasses.replace(references, int8=prepared.outputs_of(x86_int8().module()))
     return references  # .pte (and formats lowered from the same XNNPACK program) keep the PT2E program
 
 

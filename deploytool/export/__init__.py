@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+from deploytool.errors import LowerError
 from deploytool.registry import Registry
 
 
@@ -50,8 +52,12 @@ class Programs:
     """What the writers lower from: the fp32 and (when quantized) int8 programs, static at batch 1."""
 
     def __init__(self, prepared: Any, *, precision: str, int8_program: Any = None, int8_file: Path | None = None,
-                 int8_activations: str = "static"):
+                 int8_activations: str = "static", x86_int8: Callable[[], Any] | None = None,
+                 onnx_int8: Callable[[Path], bytes] | None = None):
         self.prepared = prepared
+        # The int8 forms other runtimes need, made by the quantize layer and handed in (writers never quantize):
+        # the X86InductorQuantizer program for AOTInductor, and onnxruntime's QDQ model from the fp32 .onnx file.
+        self._x86_int8, self._onnx_int8 = x86_int8, onnx_int8
         self.precision = precision
         self._int8 = int8_program
         self.int8_file = int8_file  # where quantize saved the int8 program: read only when a writer needs it
@@ -59,6 +65,18 @@ class Programs:
         # What writers make once per export and share, by name: the .pte bytes (.pte and .bpte), the TorchScript
         # module (.pt and .ptl). Each writer module fills its own entry (export.executorch.pte_of, ...).
         self.memo: dict[str, Any] = {}
+
+    def x86_int8(self) -> Any:
+        """The X86 int8 program the AOTInductor writer compiles."""
+        if self._x86_int8 is None:
+            raise LowerError("No X86 int8 program was handed to the writers (Programs(x86_int8=...)).")
+        return self._x86_int8()
+
+    def onnx_int8(self, fp32_path: Path) -> bytes:
+        """onnxruntime's int8 QDQ model of the fp32 .onnx file at `fp32_path`."""
+        if self._onnx_int8 is None:
+            raise LowerError("No ONNX int8 quantizer was handed to the writers (Programs(onnx_int8=...)).")
+        return self._onnx_int8(fp32_path)
 
     @property
     def int8(self) -> Any:

@@ -1,26 +1,22 @@
 """AOTInductor packages (.pt2): fp32, and int8 through PT2E with torchao's X86InductorQuantizer.
 
 The int8 package runs oneDNN int8 kernels (qconv/qlinear) on x86-64; its quantized reference is the
-X86 PT2E program, cached next to the XNNPACK one in <output>/quantized/.
+X86 PT2E program (deploytool.quantize.x86), which the export hands in through Programs.x86_int8.
 """
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from deploytool.errors import LowerError, QuantizeError, StageError
+from deploytool.errors import LowerError, StageError
 from deploytool.export import Artifact, Programs
-from deploytool.fsutil import atomic_write_bytes, atomic_write_json
+from deploytool.fsutil import atomic_write_bytes
 
 log = logging.getLogger("deploytool")
 
-X86_PROGRAM = "program.x86-inductor.pt2"
-X86_RECORD = "x86-inductor.json"
 
 
 def write_aoti(programs: Programs, folder: Path) -> list[Artifact]:
@@ -45,7 +41,7 @@ def write_aoti(programs: Programs, folder: Path) -> list[Artifact]:
                "int8 q/dq computed in fp32 (no oneDNN int8 kernels: Inductor's int8 fusion is wrong with a dynamic "
                "batch in this torch version)")
     try:
-        data = compile_package(x86_int8_program(prepared), freezing=freezing)
+        data = compile_package(programs.x86_int8(), freezing=freezing)
     except StageError as exc:  # int8 is an extra here: keep the fp32 package and say why there is no int8 one
         log.warning("no int8 .pt2: %s", exc.message)
         return [replace(fp32, notes=(*fp32.notes, f"int8 .pt2 not written: {exc.message}"))]
@@ -76,61 +72,3 @@ def compile_package(program, *, freezing: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def x86_int8_program(prepared) -> Any:
-    """The X86InductorQuantizer int8 program, reused from <output>/quantized/ while model, data and options match.
-
-    >>> program = x86_int8_program(prepared)
-    """
-    from deploytool.context import QUANT_DIR
-    from deploytool.export import load_program, save_program
-
-    folder = prepared.config.output_dir / QUANT_DIR
-    key = f"{prepared.cache_key()}-dynamic={prepared.config.dynamic_batch}"
-    if ("x86_int8", key, folder) in prepared.memo:  # the AOTI writer and the cross-check both ask, in one run
-        return prepared.memo["x86_int8", key, folder]
-    record_path, program_path = folder / X86_RECORD, folder / X86_PROGRAM
-    if program_path.is_file() and record_path.is_file() and _record_key(record_path) == key:
-        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the int8 fusions
-
-        program = load_program(program_path)
-    else:
-        program = quantize_x86(prepared)
-        save_program(program, program_path)
-        atomic_write_json(record_path, {"cache_key": key, "quantizer": "X86InductorQuantizer",
-                                        "calibration_samples": len(prepared.split.calibration)})
-    prepared.memo["x86_int8", key, folder] = program
-    return program
-
-
-def quantize_x86(prepared) -> Any:
-    """PT2E int8 for Inductor on x86: capture batch-dynamic, calibrate in batches, convert, re-export.
-
-    >>> program = quantize_x86(prepared)
-    """
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    from deploytool.capture import export
-    from deploytool.quantize.pt2e import feed
-
-    config = prepared.config
-    captured = prepared.captured()
-    try:
-        observed = prepare_pt2e(captured.program.module(),
-                                x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config()))
-    except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
-        raise QuantizeError(f"X86InductorQuantizer could not annotate the model: {type(exc).__name__}: {exc}") from exc
-    feed(observed, prepared.split.calibration, example_inputs=prepared.example_inputs,
-         batch=config.data.batch_size if captured.dynamic_batch else 1)
-    converted = convert_pt2e(observed)
-    try:
-        return export(converted, prepared.example_inputs, strict=False, dynamic_batch=config.dynamic_batch)
-    except Exception as exc:  # re-export of a converted graph should not fail; report it if it does
-        raise QuantizeError(f"Re-exporting the X86 int8 model failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _record_key(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("cache_key")
-    except (OSError, json.JSONDecodeError):
-        return None

@@ -19,8 +19,6 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact]:
     >>> [a.path.name for a in write_onnx(programs, Path("build/server"))]
     ['model.onnx', 'model.int8.onnx']
     """
-    from deploytool.quantize.onnx import quantize_onnx
-
     prepared = programs.prepared
     started = time.perf_counter()
     fp32_bytes = export_onnx(programs.fp32_server, input_names=tuple(i.name for i in prepared.inputs),
@@ -33,8 +31,7 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact]:
     if programs.precision == "int8":
         started = time.perf_counter()
         recipe = prepared.config.quantize
-        int8_bytes = quantize_onnx(fp32_path, recipe=recipe, calibration=prepared.split.calibration,
-                                   inputs=prepared.inputs)
+        int8_bytes = programs.onnx_int8(fp32_path)
         int8_path = atomic_write_bytes(folder / "model.int8.onnx", int8_bytes)
         artifacts.append(Artifact(int8_path, "onnx", "int8", seconds=time.perf_counter() - started,
                                   fp32_bytes=len(fp32_bytes), notes=(

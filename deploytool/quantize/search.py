@@ -1,9 +1,9 @@
 """The recipe search: int8 variants in order of cost, each judged on the held-out samples against eager; the
 first that meets the budget is kept.
 
-Every variant but the bias-corrected one comes from the run's one calibration (quantize/session.py). The order is the measured cost of the
-.pte (trained MobileNetV2, batch 1, 1 thread: static int8 3.66 ms, dynamic int8 4.20 ms, fp32 13.4 ms; sizes
-3.58 / 3.66 / 13.5 MB):
+Every variant but the bias-corrected one comes from the run's one calibration (quantize/session.py). The order
+is the measured cost of the .pte (trained MobileNetV2, batch 1, 1 thread: static int8 3.66 ms, dynamic int8
+4.20 ms, fp32 13.4 ms; sizes 3.58 / 3.66 / 13.5 MB):
   1. static int8, the recipe as configured;
   2. static int8 through NNCF (its ranges and full bias correction), when NNCF is installed and static int8 came
      within BIAS_GAIN_DB of the budget: the one step with a data pass of its own (NNCF's statistics);

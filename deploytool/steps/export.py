@@ -19,7 +19,7 @@ from deploytool.errors import UsageError
 from deploytool.export import Artifact
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json
 from deploytool.report import ArtifactReport, target_report
-from deploytool.steps.quantize import QuantizeResult
+from deploytool.steps.quantize import QuantizeResult, x86_int8_program
 from deploytool.verify import References
 from deploytool.versions import versions
 
@@ -118,3 +118,21 @@ def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
         "versions": versions(),
     }
 
+
+def programs_for(prepared: Prepared, precision: Precision, quant: QuantizeResult | None):
+    """What the writers lower from (deploytool.export.Programs): the run's programs, and the int8 forms other
+    runtimes need, made by the quantize layer: writers never quantize.
+
+    >>> programs = programs_for(prepared, Precision.INT8, api.quantize(config, prepared))
+    """
+    from deploytool.export import Programs
+    from deploytool.quantize.onnx import quantize_onnx
+
+    def onnx_int8(fp32_path: Path) -> bytes:
+        return quantize_onnx(fp32_path, recipe=prepared.config.quantize, calibration=prepared.split.calibration,
+                             inputs=prepared.inputs)
+
+    return Programs(prepared, precision=precision.value, int8_program=quant.program if quant else None,
+                    int8_file=quant.program_path if quant else None,
+                    int8_activations=quant.recipe.get("activations", "static") if quant else "static",
+                    x86_int8=lambda: x86_int8_program(prepared), onnx_int8=onnx_int8)

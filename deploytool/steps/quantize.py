@@ -206,3 +206,41 @@ def read_references(prepared: Prepared, folder: Path, refs_key: str) -> list | N
     prepared.memo.setdefault("eager_outputs", lists["eager"])
     return lists["int8"]
 
+
+X86_PROGRAM = "program.x86-inductor.pt2"
+X86_RECORD = "x86-inductor.json"
+
+
+def x86_int8_program(prepared: Prepared) -> Any:
+    """The X86InductorQuantizer int8 program (deploytool.quantize.x86), reused from <output>/quantized/ while model,
+    data and options match: what the AOTInductor writer compiles and its artifact is checked against.
+
+    >>> program = x86_int8_program(prepared)
+    """
+    from deploytool.export import load_program, save_program
+    from deploytool.fsutil import atomic_write_json
+    from deploytool.quantize.x86 import quantize_x86
+
+    folder = prepared.config.output_dir / QUANT_DIR
+    key = f"{prepared.cache_key()}-dynamic={prepared.config.dynamic_batch}"
+    if ("x86_int8", key, folder) in prepared.memo:  # the AOTI writer and the cross-check both ask, in one run
+        return prepared.memo["x86_int8", key, folder]
+    record_path, program_path = folder / X86_RECORD, folder / X86_PROGRAM
+    if program_path.is_file() and _cache_key_of(record_path) == key:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the int8 fusions
+
+        program = load_program(program_path)
+    else:
+        program = quantize_x86(prepared)
+        save_program(program, program_path)
+        atomic_write_json(record_path, {"cache_key": key, "quantizer": "X86InductorQuantizer",
+                                        "calibration_samples": len(prepared.split.calibration)})
+    prepared.memo["x86_int8", key, folder] = program
+    return program
+
+
+def _cache_key_of(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("cache_key") if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
