@@ -126,9 +126,10 @@ def programs_for(prepared: Prepared, precision: Precision, quant: QuantizeResult
     >>> programs = programs_for(prepared, Precision.INT8, api.quantize(config, prepared))
     """
     from deploytool.export import Programs
-    from deploytool.quantize.onnx import quantize_onnx
 
     def onnx_int8(fp32_path: Path) -> bytes:
+        from deploytool.quantize.onnx import quantize_onnx  # onnxruntime.quantization: 1.2 s, for ONNX only
+
         return quantize_onnx(fp32_path, recipe=prepared.config.quantize, calibration=prepared.split.calibration,
                              inputs=prepared.inputs)
 
