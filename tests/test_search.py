@@ -62,19 +62,37 @@ def test_no_search_gives_the_plain_recipe(cli, digit_images):
     assert record["recipe"]["search"] is None and record["recipe"]["activations"] == "static"
 
 
-def test_a_budget_near_static_tries_bias_correction_and_a_mix_before_dynamic(cli, digit_images,
-                                                                           calibration_passes):
+def test_a_budget_near_static_tries_bias_correction_before_dynamic(cli, digit_images, calibration_passes):
     import importlib.util
 
     cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.3",
         "--min-sqnr", str(NEAR_STATIC_DB))
     steps = _record(cli.folder)["recipe"]["search"]["steps"]
     with_nncf = importlib.util.find_spec("nncf") is not None  # the bias step needs deploytool[bias] (in dev)
-    assert [s["activations"] for s in steps] == ["static", *(["static"] * with_nncf), "mixed", "dynamic"]
+    # No mix on the digits CNN: ExecuTorch's dynamic config takes only its classifier (its convs feed ReLUs), and a
+    # mix of every layer it takes is dynamic int8 itself.
+    assert [s["activations"] for s in steps] == ["static", *(["static"] * with_nncf), "dynamic"]
     assert not steps[0]["met"] and steps[-1]["met"]
     if with_nncf:  # judged like the others, kept only if it met the budget (on the digits NNCF's ranges clip)
         assert steps[1]["name"] == "static int8, bias-corrected (NNCF)"
         assert steps[1]["met"] == (steps[1]["sqnr_db"] >= NEAR_STATIC_DB)
-    assert "dynamic: " in steps[-2]["name"]  # the noisiest layers, named
-    # The mix read the static calibration's ranges; NNCF collects its own statistics (not a feed of ours).
-    assert calibration_passes == [1]
+    assert calibration_passes == [1]  # NNCF collects its own statistics (not a feed of ours)
+
+
+@pytest.mark.parametrize("short_db,expected", [
+    (2.0, ["static", "bias", "mixed", "dynamic"]),  # within what a mix (3 dB) and NNCF (7 dB) gained
+    (5.0, ["static", "bias", "dynamic"]),
+    (9.0, ["static", "dynamic"]),
+])
+def test_the_search_tries_only_the_steps_that_could_reach_the_budget(short_db, expected, monkeypatch):
+    from deploytool.config import QuantConfig
+    from deploytool.quantize import bias, search
+
+    monkeypatch.setattr(bias, "nncf_available", lambda: True)  # the order, whether or not NNCF is installed here
+    recipe = QuantConfig()
+    static = search.Step("static int8", recipe.target_sqnr_db - short_db, None, None, False)
+    tried = [search._Tried(search.STATIC, static, None)]
+    plans = search.order(recipe, lambda: ("features.14.conv.2",), tried)
+    assert next(plans) == search.STATIC
+    names = ["static"] + ["bias" if p.bias_corrected else p.activations for p in plans]
+    assert names == expected

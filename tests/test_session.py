@@ -58,3 +58,32 @@ def test_a_tensor_the_calibration_never_saw_is_an_error_not_a_guess(session):
                              keep_fp32=("features.0",))
     with pytest.raises(QuantizeError, match="recorded no statistics for tensor"):
         transplant(partial.prepared, pt2e.prepare(session.captured, recipe=session.recipe))
+
+
+def test_a_mixed_plan_lowers_fully_delegated_and_runs_in_the_executorch_runtime(session, tmp_path):
+    """Dynamic int8 for one layer, static around it: XNNPACK takes every op, and the .pte in the ExecuTorch
+    runtime computes what the program computes (per sample: dynamic ranges are measured per inference)."""
+    from deploytool.context import batch_of_one
+    from deploytool.export.executorch import lower_pte
+    from deploytool.parity import output_metrics
+    from deploytool.quantize.diagnose import dynamic_capable
+    from deploytool.quantize.session import Plan
+    from deploytool.runtime import run_artifact
+
+    capable = dynamic_capable(session)
+    # ExecuTorch's dynamic config leaves a conv followed by a ReLU in fp32; the mixed plan only picks the others.
+    assert "features.3" not in capable and capable
+    plan = Plan(dynamic=(sorted(capable)[0],))
+    program = session.quantized(plan).program
+    data, delegation = lower_pte(program)
+    assert delegation.share == 1.0, delegation
+    path = tmp_path / "model.pte"
+    path.write_bytes(data)
+    samples = [batch_of_one(s, session.prepared.inputs) for _, s in session.prepared.held_out()][:32]
+    run = run_artifact(path, "pte", samples, timeout_s=120)
+    assert run.ok, run.error
+    expected = session.prepared.outputs_of(program.module())[:32]
+    metrics = output_metrics("output_0", [e[0] for e in expected], [o[0] for o in run.outputs])
+    assert metrics.sqnr_db > 30, metrics  # the lowering keeps the program's numbers (int8 rounding at most)
+    # ... and the dynamic layer is really dynamic: its input is quantized per inference in the program.
+    assert any("choose_qparams" in str(node.target) for node in program.graph.nodes)

@@ -190,11 +190,28 @@ def candidates(session: Session) -> list[str]:
     return [name for name in found if name not in session.recipe.keep_fp32]
 
 
+def dynamic_capable(session: Session) -> set[str]:
+    """The weighted layers ExecuTorch's dynamic int8 config quantizes: it leaves depthwise convs, and convs or
+    linears followed by a ReLU, in fp32 (XNNPACK still runs them), so only the others can be made dynamic. Read
+    from the quantizer's own annotation: the layers whose weight it observes.
+    """
+    from deploytool.quantize.pt2e import prepare
+
+    observed = prepare(session.captured, recipe=session.recipe, all_dynamic=True)
+    return {module_path(node) for node in observed.graph.nodes
+            if node.op == "call_function" and any(op in str(node.target) for op in WEIGHTED_OPS)
+            and len(node.args) > 1 and _is_observer(node.args[1])}
+
+
+def _is_observer(node) -> bool:
+    return getattr(node, "op", None) == "call_module" and str(node.target).startswith("activation_post_process")
+
+
 def noisiest_layers(session: Session, *, share: float = NOISE_SHARE) -> tuple[str, ...]:
-    """The fewest weighted layers (conv, linear) that add `share` of static int8's noise, from one pass of
-    torchao's numeric debugger: a layer adds its output's relative noise power (10^(-SQNR/10)) less that of the
-    layer before it along the network. What the mixed plan of the search makes dynamic; () when the debugger
-    cannot follow the model.
+    """The fewest layers dynamic int8 can take (dynamic_capable) that add `share` of the noise static int8 adds
+    at them, from one pass of torchao's numeric debugger: a layer adds its output's relative noise power
+    (10^(-SQNR/10)) less that of the layer before it along the network. What the mixed plan of the search makes
+    dynamic; () when the debugger cannot follow the model.
 
     >>> noisiest_layers(session)
     ('features.1.conv.0.0', 'features.2.conv.1.0')
@@ -204,7 +221,7 @@ def noisiest_layers(session: Session, *, share: float = NOISE_SHARE) -> tuple[st
     except Exception:  # a private torchao API on a model from anywhere: the search then skips the mixed plan
         log.debug("numeric debugger failed; no mixed plan", exc_info=True)
         return ()
-    weighted, previous, added = set(candidates(session)), 0.0, []
+    weighted, previous, added = set(candidates(session)) & dynamic_capable(session), 0.0, []
     for error in errors:
         noise = 10 ** (-error.sqnr_db / 10)
         if error.name in weighted and noise > previous:

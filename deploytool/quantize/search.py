@@ -8,9 +8,12 @@ is the measured cost of the .pte (trained MobileNetV2, batch 1, 1 thread: static
   2. static int8 through NNCF (its ranges and full bias correction), when NNCF is installed and static int8 came
      within BIAS_GAIN_DB of the budget: the one step with a data pass of its own (NNCF's statistics);
   3. mixed, when static int8 came within MIX_GAIN_DB of the budget: dynamic int8 for the layers that add most
-     of static int8's noise (one pass of torchao's numeric debugger), static elsewhere. The seams can keep weights fp32 (MobileNetV2, last five blocks dynamic:
+     of static int8's noise among those dynamic int8 can take (one pass of torchao's numeric debugger), static
+     elsewhere. The seams can keep weights fp32 (MobileNetV2, last five blocks dynamic:
      8.67 MB), so a mix that meets the budget is measured against dynamic int8 everywhere and the cheaper kept;
-  4. dynamic int8 for every layer;
+  4. dynamic int8 wherever ExecuTorch's dynamic config quantizes: it leaves depthwise convs and convs or linears
+     followed by a ReLU in fp32 (still delegated), so on a ReLU CNN this is mostly fp32 (quantize/diagnose.py
+     dynamic_capable);
   5. only under a budget the user set: the fp32 fallback over static int8 (quantize/fallback.py).
 Cheapest means the lower .pte latency, then size, measured in the ExecuTorch runtime by the `cost` function the
 caller hands in (it lowers through the export's cache, so `export` reuses that .pte).
