@@ -72,10 +72,9 @@ def test_bias_corrected_program_lowers_and_runs_in_executorch(digits, corrected,
 
 
 def test_bias_correction_moves_a_bias(digits, corrected):
-    from deploytool.quantize.pt2e import quantize
+    from deploytool.quantize.session import Plan
 
-    static = quantize(digits.captured(), recipe=QuantConfig(), calibration=digits.split.calibration,
-                      example_inputs=digits.example_inputs)
+    static = digits.session(QuantConfig()).quantized(Plan())
     plain, moved = biases(static.program), biases(corrected.program)
     assert len(plain) == len(moved) == 4  # the digits CNN's three convs (BatchNorm folded in) and its classifier
     shifts = [float((a - b).abs().max()) for a, b in zip(plain, moved)]

@@ -42,9 +42,11 @@ def images(count: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
     from deploytool.capture import capture
     from deploytool.data.arrays import array_files
-    from deploytool.quantize.pt2e import quantize
+    from deploytool.quantize import pt2e
 
     folder = tmp_path_factory.mktemp("convrelu6")
     np.save(folder / "calib.npy", images(CALIBRATION_SAMPLES, seed=1))
@@ -55,8 +57,9 @@ def quantized(tmp_path_factory):
         model.eval()
     example = (torch.from_numpy(images(1, seed=3)),)
     calibration = array_files([folder / "calib.npy"], ("x",), "generated images")
-    program = quantize(capture(model, example), recipe=QuantConfig(), calibration=calibration,
-                       example_inputs=example).program
+    captured = capture(model, example)
+    calibrated = pt2e.calibrate(captured, recipe=QuantConfig(), calibration=calibration, example_inputs=example)
+    program = pt2e.reexport(captured, convert_pt2e(calibrated.prepared), example_inputs=example).program
     return program, folder
 
 

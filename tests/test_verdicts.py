@@ -51,30 +51,21 @@ def test_task_metric_decides_int8_and_the_rest_is_information():
 
 
 @pytest.fixture(scope="module")
-def quantized_cnn():
-    """A small conv net, int8-quantized on real digit images: its PT2E program and held-out samples."""
+def quantized_cnn(digit_images, tmp_path_factory):
+    """The digits CNN, int8-quantized on real digit images: its PT2E program and held-out samples."""
     import torch
 
-    from deploytool.capture import capture
+    from deploytool import api
     from deploytool.config import Activations, QuantConfig
-    from deploytool.data.images import image_folder
-    from deploytool.data import split
-    from deploytool.quantize.pt2e import quantize
-    from model_zoo.digits.model import build
+    from deploytool.context import batch_of_one
+    from deploytool.quantize.session import Plan
 
-    torch.manual_seed(0)
-    module = build()
-    from model_zoo.digits.entry import ENTRY
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp()) / "digits"
-    ENTRY.write_data(folder)
-    parts = split(image_folder(folder, ENTRY.preprocess), holdout=0.2, holdout_min=8, calib_limit=128)
-    example = (torch.from_numpy(next(parts.calibration.samples())[1][0])[None],)
-    program = quantize(capture(module, example), recipe=QuantConfig(activations=Activations.STATIC),
-                       calibration=parts.calibration, example_inputs=example).program
-    samples = [tuple(a[None] for a in s) for _, s in list(parts.held_out.samples())[:40]]
+    config = api.load_config(tmp_path_factory.mktemp("verdicts"), overrides={
+        "model": "zoo:digits", "data.calib": str(digit_images), "data.calib_limit": 128})
+    prepared = api.prepare(config)
+    program = prepared.session(QuantConfig(activations=Activations.STATIC)).quantized(Plan()).program
+    samples = [batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()[:40]]
+    module = prepared.loaded.module
     with torch.inference_mode():
         eager = [[module(torch.from_numpy(s[0])).numpy()] for s in samples]
         reference = [[program.module()(torch.from_numpy(s[0])).numpy()] for s in samples]

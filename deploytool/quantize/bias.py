@@ -26,7 +26,7 @@ NNCF_PIN = "nncf==3.4.0"  # the release whose quantize_pt2e was checked against 
 def quantize_bias_corrected(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, example_inputs: tuple,
                             batch_size: int = 32, keep_fp32: Sequence[str] = (), fast: bool = True,
                             smooth_quant: bool = False, activation_ranges: str | None = None) -> Captured:
-    """Static int8 like deploytool.quantize.pt2e.quantize, with NNCF's bias correction; re-exported at batch 1.
+    """Static int8 as Session.quantized(Plan()) makes it, with NNCF's bias correction; re-exported at batch 1.
 
     `fast` picks NNCF's fast bias correction (one statistics pass); False its full one, which re-runs each layer
     on the quantized inputs before it: slower, sometimes better. `smooth_quant` adds NNCF's SmoothQuant, which

@@ -1,5 +1,6 @@
 """PT2E int8 with ExecuTorch's XNNPACKQuantizer: observers inserted for a per-layer plan, calibrated in batches
-on real data, converted and re-exported. quantize/session.py builds every variant of a run from one calibration."""
+on real data; a converted graph re-exported. quantize/session.py converts every variant of a run from one
+calibration."""
 from __future__ import annotations
 
 import logging
@@ -31,19 +32,6 @@ class Calibrated:
         return observer_ranges(self.prepared)
 
 
-def quantize(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, example_inputs: tuple,
-             batch_size: int = 32, keep_fp32: Sequence[str] = ()) -> Captured:
-    """Insert observers, run the calibration samples through in batches, convert, re-export at batch 1.
-
-    `keep_fp32` adds resolved eager module paths to the recipe's own keep_fp32 patterns.
-
-    >>> q = quantize(captured, recipe=QuantConfig(), calibration=split.calibration, example_inputs=(x,))
-    """
-    calibrated = calibrate(captured, recipe=recipe, calibration=calibration, example_inputs=example_inputs,
-                           batch_size=batch_size, keep_fp32=keep_fp32)
-    return finish(captured, calibrated, example_inputs=example_inputs)
-
-
 def prepare(captured: Captured, *, recipe: QuantConfig, keep_fp32: Sequence[str] = (), dynamic: Sequence[str] = (),
             all_dynamic: bool = False):
     """The captured graph with observers for the recipe: static int8, dynamic int8 for the modules in `dynamic`
@@ -65,11 +53,6 @@ def prepare(captured: Captured, *, recipe: QuantConfig, keep_fp32: Sequence[str]
         raise QuantizeError(f"Inserting {what} observers failed: {type(exc).__name__}: {exc}",
                             hint="Try --precision fp32 or --activations static, or report the model; add -v for "
                                  "the traceback.") from exc
-
-
-def finish(captured: Captured, calibrated: Calibrated, *, example_inputs: tuple) -> Captured:
-    """Convert a calibrated graph and re-export it as a static batch-1 program."""
-    return reexport(captured, convert(calibrated), example_inputs=example_inputs)
 
 
 def reexport(captured: Captured, converted, *, example_inputs: tuple) -> Captured:
@@ -122,15 +105,6 @@ def feed(observed, calibration: Dataset, *, example_inputs: tuple, batch: int) -
         raise QuantizeError("No calibration sample could be read, so there are no ranges to quantize with.")
     flush_observers(observed)  # min_val, max_val and the histograms final for every reader
     return seen, half_ranges
-
-
-def convert(calibrated: Calibrated):
-    """The quantized (q/dq) graph module from a calibrated one."""
-    import copy
-
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
-
-    return convert_pt2e(copy.deepcopy(calibrated.prepared))
 
 
 def flush_observers(prepared) -> None:
