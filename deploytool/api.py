@@ -26,7 +26,7 @@ from deploytool.fsutil import atomic_write_json
 from deploytool.lock import holds_output_lock
 from deploytool.report import ArtifactReport, target_report
 from deploytool.scale.jobs import JobResult, JobSpec, artifact_result, config_of
-from deploytool.steps.export import plan_formats, references_of
+from deploytool.steps.export import plan_formats, prestart_first_runtime, references_of
 from deploytool.steps.quantize import QuantizeResult, default_precision, recorded_config
 from deploytool.verify import verify
 from deploytool.versions import versions
@@ -34,7 +34,8 @@ from deploytool.versions import versions
 log = logging.getLogger("deploytool")
 
 __all__ = ["load_config", "prepare", "quantize", "diagnose", "export", "check", "Prepared", "QuantizeResult",
-           "default_preprocess", "default_precision", "plan_formats", "recorded_config", "QUANT_DIR"]
+           "default_preprocess", "default_precision", "plan_formats", "prestart_first_runtime", "recorded_config",
+           "QUANT_DIR"]
 
 
 @holds_output_lock
@@ -132,6 +133,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     from deploytool.steps.quantize import x86_int8_program
 
     plan = plan_formats(targets or config.targets, formats)
+    prestart_first_runtime(plan)
     prepared = prepared or prepare(config)
     precision = precision or default_precision(config)
     quant = quantize(config, prepared) if precision is Precision.INT8 else None

@@ -57,6 +57,7 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
                          hint="Run `deploytool quantize --model model.py:build --calib DATA/` first (export then "
                               "reuses its model, data and int8 program), or pass --model to export fp32.")
     plan = api.plan_formats(targets or config.targets, split_list(formats))  # typos fail before any heavy work
+    api.prestart_first_runtime(plan)  # its runtime imports while the model loads (and quantizes, with --calib)
     if into is not None:
         demo_target = _demo_target(plan, into)
     chosen = Precision(precision) if precision else api.default_precision(config)

@@ -38,6 +38,16 @@ def build(fmt: str, programs: Any, folder: Path, target: str) -> list[Artifact]:
         return FORMATS.get(fmt).load()(programs, folder)
 
 
+def prestart_first_runtime(plan: dict[str, tuple[str, ...]]) -> None:
+    """Start the first format's verifying runtime now, so it imports (executorch: ~5 s) while the model loads and
+    quantizes; the later formats' start while the one before them is verified (see build)."""
+    from deploytool.runtime import RUNNERS, prestart
+
+    first = next((fmt for formats in plan.values() for fmt in formats if fmt in RUNNERS), None)
+    if first is not None:
+        prestart(first)
+
+
 def plan_formats(targets: tuple[str, ...], formats: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
     """target -> formats to write. `--format` narrows each target to the formats it supports.
 
