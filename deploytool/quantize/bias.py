@@ -39,27 +39,19 @@ def quantize_bias_corrected(captured: Captured, *, recipe: QuantConfig, calibrat
     ...                             example_inputs=(x,))
     """
     nncf = import_nncf()
-    import torch
     from nncf.experimental.torch.fx import quantize_pt2e
 
-    from deploytool.quantize.pt2e import reexport
-    from deploytool.quantize.recipes import build_quantizer, module_names, resolve_layers
+    from deploytool.quantize.pt2e import kept_fp32, quantizer_for, reexport, torch_batches
 
     range_options = {} if activation_ranges is None else {
         "activations_range_estimator_params": range_estimator(activation_ranges)}
-    graph_module = captured.program.module()
-    kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(graph_module))
-    quantizer = build_quantizer(recipe, keep_fp32=kept)
+    quantizer = quantizer_for(captured, recipe, keep_fp32)
     batch = batch_size if captured.dynamic_batch else 1
-    dtypes = [t.dtype for t in example_inputs]
-    batches = [tuple(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes))
-               for _, arrays in calibration.batches(batch)]
-    if not batches:
-        raise QuantizeError("No calibration sample could be read, so there are no ranges to quantize with.")
+    batches = [inputs for _, inputs in torch_batches(calibration, example_inputs=example_inputs, batch=batch)]
     try:
         with _stdout_to_stderr():
             converted = quantize_pt2e(
-                graph_module, quantizer, nncf.Dataset(batches), subset_size=len(batches),
+                captured.program.module(), quantizer, nncf.Dataset(batches), subset_size=len(batches),
                 fast_bias_correction=fast, smooth_quant=smooth_quant,
                 batchwise_statistics=batch > 1,  # per-sample statistics, as at batch 1, whatever the batch size
                 do_copy=True,  # NNCF folds BatchNorm and rewrites biases in place; `captured` serves other variants
@@ -68,6 +60,7 @@ def quantize_bias_corrected(captured: Captured, *, recipe: QuantConfig, calibrat
         raise QuantizeError(f"NNCF bias correction failed: {type(exc).__name__}: {exc}",
                             hint="Quantize without bias correction (plain static int8); add -v for the "
                                  "traceback.") from exc
+    kept = kept_fp32(captured, recipe, keep_fp32)
     log.info("bias-corrected (NNCF %s) on %d samples in batches of %d%s", "fast" if fast else "full",
              len(calibration), batch, f"; kept in fp32: {', '.join(kept)}" if kept else "")
     return reexport(captured, converted, example_inputs=example_inputs)

@@ -4,7 +4,7 @@ calibration."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,18 +41,38 @@ def prepare(captured: Captured, *, recipe: QuantConfig, keep_fp32: Sequence[str]
     """
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    from deploytool.quantize.recipes import build_quantizer, module_names, resolve_layers
-
-    graph_module = captured.program.module()
-    kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(graph_module))
-    quantizer = build_quantizer(recipe, keep_fp32=kept, dynamic=all_dynamic, dynamic_layers=dynamic)
+    quantizer = quantizer_for(captured, recipe, keep_fp32, dynamic=dynamic, all_dynamic=all_dynamic)
     try:
-        return prepare_pt2e(graph_module, quantizer)
+        return prepare_pt2e(captured.program.module(), quantizer)
     except Exception as exc:  # the quantizer raises assorted errors on unsupported patterns
         what = "dynamic int8" if all_dynamic or dynamic else "int8"
         raise QuantizeError(f"Inserting {what} observers failed: {type(exc).__name__}: {exc}",
                             hint="Try --precision fp32 or --activations static, or report the model; add -v for "
                                  "the traceback.") from exc
+
+
+def kept_fp32(captured: Captured, recipe: QuantConfig, keep_fp32: Sequence[str] = ()) -> tuple[str, ...]:
+    """The eager module paths left fp32: the recipe's keep_fp32 patterns and `keep_fp32`, resolved on the graph.
+
+    >>> kept_fp32(captured, QuantConfig(keep_fp32=("type:Linear",)))
+    ('classifier',)
+    """
+    from deploytool.quantize.recipes import module_names, resolve_layers
+
+    return resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(captured.program.graph_module))
+
+
+def quantizer_for(captured: Captured, recipe: QuantConfig, keep_fp32: Sequence[str] = (), *,
+                  dynamic: Sequence[str] = (), all_dynamic: bool = False):
+    """deploytool's quantizer (recipes.build_quantizer) for the captured graph: fp32 where kept_fp32 says, dynamic
+    int8 for the modules in `dynamic` (or everywhere with `all_dynamic`), static int8 elsewhere.
+
+    >>> prepare_pt2e(captured.program.module(), quantizer_for(captured, QuantConfig(), ("classifier",)))
+    """
+    from deploytool.quantize.recipes import build_quantizer
+
+    return build_quantizer(recipe, keep_fp32=kept_fp32(captured, recipe, keep_fp32), dynamic=all_dynamic,
+                           dynamic_layers=dynamic)
 
 
 def reexport(captured: Captured, converted, *, example_inputs: tuple) -> Captured:
@@ -70,10 +90,8 @@ def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, 
 
     >>> calibrated = calibrate(captured, recipe=QuantConfig(), calibration=split.calibration, example_inputs=(x,))
     """
-    from deploytool.quantize.recipes import module_names, resolve_layers
-
     prepared = prepare(captured, recipe=recipe, keep_fp32=keep_fp32)
-    kept = resolve_layers([*recipe.keep_fp32, *keep_fp32], module_names(captured.program.graph_module))
+    kept = kept_fp32(captured, recipe, keep_fp32)
     batch = batch_size if captured.dynamic_batch else 1
     seen, half_ranges = feed(prepared, calibration, example_inputs=example_inputs, batch=batch)
     log.info("calibrated on %d samples in batches of %d%s", seen, batch,
@@ -90,21 +108,37 @@ def feed(observed, calibration: Dataset, *, example_inputs: tuple, batch: int) -
     """
     import torch
 
-    dtypes = [t.dtype for t in example_inputs]
     progress = Progress("calibrating", len(calibration))
     seen, half_ranges = 0, {}
     with torch.inference_mode():
-        for refs, arrays in calibration.batches(batch):
-            observed(*(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes)))
+        for refs, inputs in torch_batches(calibration, example_inputs=example_inputs, batch=batch):
+            observed(*inputs)
             seen += len(refs)
             if not half_ranges and seen >= len(calibration) / 2:
                 half_ranges = observer_ranges(observed)
             progress.advance(len(refs))
     progress.close()
-    if not seen:
-        raise QuantizeError("No calibration sample could be read, so there are no ranges to quantize with.")
     flush_observers(observed)  # min_val, max_val and the histograms final for every reader
     return seen, half_ranges
+
+
+def torch_batches(calibration: Dataset, *, example_inputs: tuple, batch: int) -> Iterator[tuple[list, tuple]]:
+    """The calibration samples in batches of `batch`, as (refs, tensors in the example inputs' dtypes).
+
+    Raises QuantizeError when there is no sample at all: nothing to take ranges from.
+
+    >>> next(torch_batches(split.calibration, example_inputs=(x,), batch=32))[1][0].shape
+    torch.Size([32, 1, 8, 8])
+    """
+    import torch
+
+    dtypes = [t.dtype for t in example_inputs]
+    empty = True
+    for refs, arrays in calibration.batches(batch):
+        empty = False
+        yield refs, tuple(torch.from_numpy(a).to(d) for a, d in zip(arrays, dtypes))
+    if empty:
+        raise QuantizeError("No calibration sample could be read, so there are no ranges to quantize with.")
 
 
 def flush_observers(prepared) -> None:
