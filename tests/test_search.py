@@ -91,7 +91,7 @@ def test_the_search_tries_only_the_steps_that_could_reach_the_budget(short_db, e
     monkeypatch.setattr(bias, "nncf_available", lambda: True)  # the order, whether or not NNCF is installed here
     recipe = QuantConfig()
     static = search.Step("static int8", recipe.target_sqnr_db - short_db, None, None, False)
-    tried = [search._Tried(search.STATIC, static, None)]
+    tried = [search.Tried(search.STATIC, static, None)]
     plans = search.order(recipe, lambda: ("features.14.conv.2",), tried)
     assert next(plans) == search.STATIC
     names = ["static"] + ["bias" if p.bias_corrected else p.activations for p in plans]

@@ -122,7 +122,7 @@ def judge(plan: Plan, comparison: Any, task: Any, budget: dict[str, float]) -> S
                 activations=plan.activations)
 
 
-def order(recipe: QuantConfig, sensitive: Callable[[], tuple[str, ...]], tried: list[_Tried]) -> Iterator[Plan]:
+def order(recipe: QuantConfig, sensitive: Callable[[], tuple[str, ...]], tried: list[Tried]) -> Iterator[Plan]:
     """The plans to try, cheapest first, given what was `tried` so far. A step is skipped when static int8 missed
     the SQNR budget by more than the step gained where measured (BIAS_GAIN_DB, MIX_GAIN_DB): it cannot get there.
     `sensitive` (the noisiest layers of static int8) is asked only for a mix that is tried."""
@@ -143,7 +143,9 @@ def order(recipe: QuantConfig, sensitive: Callable[[], tuple[str, ...]], tried: 
 
 
 @dataclass
-class _Tried:
+class Tried:
+    """A plan the search built and judged: what `order` reads to choose the next plan."""
+
     plan: Plan
     step: Step
     program: Any
@@ -163,11 +165,11 @@ def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callab
     ('dynamic', [False, False, True])
     """
     budget = budget_of(recipe)
-    tried: list[_Tried] = []
+    tried: list[Tried] = []
 
     def attempt(plan: Plan) -> bool:
         program = build(plan)
-        tried.append(_Tried(plan, judge(plan, *compare(program.program), budget), program))
+        tried.append(Tried(plan, judge(plan, *compare(program.program), budget), program))
         log.info("search: %s", tried[-1].step.line())
         return tried[-1].step.met
 
@@ -183,14 +185,14 @@ def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callab
     return SearchResult(kept.program, kept.plan, [t.step for t in tried], budget)
 
 
-def _cheapest(tried: list[_Tried], cost: Cost | None) -> _Tried:
+def _cheapest(tried: list[Tried], cost: Cost | None) -> Tried:
     """Of the variants that met the budget, the one with the lowest measured (latency, size); with none, the best
     by SQNR. A variant whose .pte cannot be built gives way to the next."""
     met = [t for t in tried if t.step.met]
     ranked = met or sorted(tried, key=lambda t: -t.step.sqnr_db)
     if cost is None:
         return ranked[0]
-    measured: list[_Tried] = []
+    measured: list[Tried] = []
     for position, candidate in enumerate(ranked):
         try:
             latency, size = cost(candidate.program.program)
