@@ -8,7 +8,7 @@ import re
 import pytest
 from test_search import BETWEEN_DB
 
-from deploytool.export.background import MARKER, can_fork, lower_in_background, wait_for
+from deploytool.export.background import can_fork, lower_in_background
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="background lowering forks: Linux with 2+ cores only")
 
@@ -26,7 +26,7 @@ def _gone(pid: int) -> bool:
 
 
 def _leftovers(cache):
-    return sorted(p.name for p in cache.iterdir() if p.name.endswith((MARKER, ".tmp")))
+    return sorted(p.name for p in cache.iterdir() if p.name.endswith(".tmp"))
 
 
 def test_the_kept_dynamic_pte_is_the_one_the_child_lowered(cli, digit_images):
@@ -40,6 +40,7 @@ def test_the_kept_dynamic_pte_is_the_one_the_child_lowered(cli, digit_images):
     steps = json.loads((out / "quantized/quantize.json").read_text())["recipe"]["search"]["steps"]
     assert [s["name"] for s in steps] == ["static int8", "dynamic int8"] and steps[-1]["met"]
     pid = _child_pid(result.stderr)
+    assert "waiting for the background lowering of dynamic int8" in result.stderr
     assert "reusing the lowered .pte from" in result.stderr  # the search measured the child's .pte
     assert _gone(pid) and _leftovers(out / ".cache/pte") == []
     # What the child wrote is what this process would have lowered from the kept program.
@@ -55,17 +56,11 @@ def test_a_child_whose_pte_is_not_needed_is_stopped(cli, digit_images):
     assert _gone(_child_pid(result.stderr)) and _leftovers(out / ".cache/pte") == []
 
 
-def test_a_marker_left_by_another_run_does_not_block(tmp_path):
-    marker = tmp_path / f"0123abcd{MARKER}"
-    marker.write_text("1")  # pid 1 is no child of ours: nothing to wait for
-    wait_for("0123abcd", tmp_path)
-    assert marker.exists()  # another run's marker is that run's to remove
-
-
-def test_stop_reaps_a_child_and_leaves_no_files(tmp_path):
+def test_a_child_that_fails_is_reaped_once_and_leaves_no_files(tmp_path):
     def broken():
         raise RuntimeError("the variant cannot be built")
 
-    ahead = lower_in_background(broken, cache_dir=tmp_path, label="broken")
-    ahead.stop()
-    assert _gone(ahead.pid) and list(tmp_path.iterdir()) == []
+    ahead = lower_in_background(broken, print, cache_dir=tmp_path, label="broken")
+    ahead.wait()  # the child failed: the caller lowers the program itself
+    ahead.stop()  # reaped already: nothing is signalled
+    assert ahead.reaped and _gone(ahead.pid) and list(tmp_path.iterdir()) == []

@@ -120,11 +120,6 @@ def lower_pte_cached(program, *, cache_dir: Path, saved_as: Path | None = None) 
     if saved_as is not None:
         atomic_write_bytes(_file_alias(saved_as, cache_dir), key.encode())
     cached = _cached(key, cache_dir)
-    if not cached:  # a background child may be lowering this very program (export.background)
-        from deploytool.export.background import wait_for
-
-        wait_for(key, cache_dir)
-        cached = _cached(key, cache_dir)
     if cached:
         return cached
     data, delegation = lower_pte(program)

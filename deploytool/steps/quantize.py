@@ -78,9 +78,22 @@ def quantize_variants(prepared: Prepared, executor: Any,
         return judge(prepared, judged[-1][1], "int8 variant")
 
     ahead = lower_ahead(prepared, session, DYNAMIC)
+    dynamic = []  # the dynamic int8 program, once the search builds it: the one the child lowers
+
+    def build(plan):
+        quantized = session.quantized(plan)
+        if plan == DYNAMIC:
+            dynamic.append(quantized.program)
+        return quantized
+
+    def cost_after_ahead(program):
+        if ahead is not None and any(program is p for p in dynamic):
+            ahead.wait()  # same program, same cache key: the child's .pte is read, not lowered again
+        return cost(program)
+
     try:
-        searched = search(recipe, build=session.quantized, compare=compare,
-                          sensitive=lambda: noisiest_layers(session), cost=cost)
+        searched = search(recipe, build=build, compare=compare, sensitive=lambda: noisiest_layers(session),
+                          cost=cost_after_ahead)
     finally:
         if ahead is not None:
             ahead.stop()
@@ -95,14 +108,16 @@ def lower_ahead(prepared: Prepared, session: Any, plan: Any) -> Any:
     while this process calibrates and judges the cheaper steps; stopped when the search ends. Trained MobileNetV2:
     static int8 misses the budget, dynamic is kept, and its ~20 s lowering overlaps the rest of the search."""
     from deploytool.export.background import can_fork, lower_in_background
-    from deploytool.export.executorch import PTE_CACHE
+    from deploytool.export.executorch import PTE_CACHE, lower_pte_cached
 
     if not can_fork():
         return None
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer  # noqa: F401  imported once, for both
 
-    return lower_in_background(lambda: session.quantized(plan).program, label=plan.name,
-                               cache_dir=prepared.config.output_dir / PTE_CACHE)
+    cache = prepared.config.output_dir / PTE_CACHE
+    return lower_in_background(lambda: session.quantized(plan).program,
+                               lambda program: lower_pte_cached(program, cache_dir=cache), cache_dir=cache,
+                               label=plan.name)
 
 
 def evaluate_many_on(executor: Any):
