@@ -101,6 +101,9 @@ def test_a_repeated_export_reuses_the_run_and_a_changed_artifact_or_threshold_ve
     first = {name: (out / name).read_bytes() for name in ("model.pte", "manifest.json")}
     first_report = json.loads((out / "report.json").read_text())
 
+    # An option that shapes no artifact: the export runs again (deploytool.steps.unchanged sees a new stamp),
+    # and finds every artifact and run it needs in the caches.
+    (cli.folder / "deploytool.toml").write_text("[parity]\ntimeout_s = 301.0\n")
     loads = []
     with monkeypatch.context() as patch:  # the int8 program is not read: the .pte is found by its file
         patch.setattr(api, "load_program", loads.append)

@@ -57,10 +57,17 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
                          hint="Run `deploytool quantize --model model.py:build --calib DATA/` first (export then "
                               "reuses its model, data and int8 program), or pass --model to export fp32.")
     plan = api.plan_formats(targets or config.targets, split_list(formats))  # typos fail before any heavy work
-    api.prestart_first_runtime(plan)  # its runtime imports while the model loads (and quantizes, with --calib)
     if into is not None:
         demo_target = _demo_target(plan, into)
     chosen = Precision(precision) if precision else api.default_precision(config)
+    previous = api.unchanged_reports(config, plan, chosen) if into is None else None
+    if previous is not None:  # nothing changed since an export that passed: nothing to load or run
+        if flags["as_json"]:
+            print_json([artifact for report in previous for artifact in report["artifacts"]])
+        else:
+            click.echo(api.unchanged_summary(previous))
+        return
+    api.prestart_first_runtime(plan)  # its runtime imports while the model loads (and quantizes, with --calib)
     prepared = api.prepare(config)
     if chosen is Precision.INT8:  # quantize here, sharing the loaded model, data and capture with export
         result = api.quantize(config, prepared)
