@@ -19,8 +19,10 @@ demo: install
 	cd $(DEMO) && $(DEPLOYTOOL) quantize --model zoo:digits --calib digits --holdout 0.5 --output .
 	cd $(DEMO) && $(DEPLOYTOOL) export --target android,ios --output .
 
+# On every core (pytest-xdist; tests/conftest.py sizes the workers and their threads). worksteal: a worker that
+# runs dry takes queued tests from the other instead of idling while a long test finishes there.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 clean:
 	rm -rf build
