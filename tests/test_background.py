@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 from test_search import BETWEEN_DB
@@ -54,13 +56,48 @@ def test_a_child_whose_pte_is_not_needed_is_stopped(cli, digit_images):
     steps = json.loads((out / "quantized/quantize.json").read_text())["recipe"]["search"]["steps"]
     assert [s["name"] for s in steps] == ["static int8"]  # static met: dynamic's lowering was never needed
     assert _gone(_child_pid(result.stderr)) and _leftovers(out / ".cache/pte") == []
+    assert len(list((out / ".cache/pte").glob("*.pte"))) == 1, "static int8's, measured by the search: no other"
 
 
 def test_a_child_that_fails_is_reaped_once_and_leaves_no_files(tmp_path):
     def broken():
         raise RuntimeError("the variant cannot be built")
 
-    ahead = lower_in_background(broken, print, cache_dir=tmp_path, label="broken")
+    ahead = lower_in_background(broken, lambda program, claim: None, cache_dir=tmp_path, label="broken")
     ahead.wait()  # the child failed: the caller lowers the program itself
     ahead.stop()  # reaped already: nothing is signalled
     assert ahead.reaped and _gone(ahead.pid) and list(tmp_path.iterdir()) == []
+
+
+def test_a_child_that_finished_before_it_was_stopped_leaves_no_entry(tmp_path):
+    # The race CI hit: on the small digits CNN the child's .pte was complete before static int8 met the budget.
+    entry = tmp_path / "0123.pte"
+    ahead = lower_in_background(lambda: b"lowered", _claiming_writer(entry), cache_dir=tmp_path, label="finished")
+    deadline = time.monotonic() + 60
+    while _state(ahead.pid) != "Z":  # exited, not yet reaped
+        assert time.monotonic() < deadline, "the child did not finish"
+        time.sleep(0.05)
+    assert entry.read_bytes() == b"lowered"
+    ahead.stop()
+    assert _gone(ahead.pid) and list(tmp_path.iterdir()) == []
+
+
+def test_a_waited_for_child_keeps_what_it_wrote(tmp_path):
+    entry = tmp_path / "0123.pte"
+    ahead = lower_in_background(lambda: b"lowered", _claiming_writer(entry), cache_dir=tmp_path, label="needed")
+    ahead.wait()
+    ahead.stop()  # the search always stops it at its end: what was waited for stays
+    assert entry.read_bytes() == b"lowered"
+
+
+def _state(pid: int) -> str:
+    """The process state letter from /proc (Z: a zombie, exited and not yet reaped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _claiming_writer(entry: Path):
+    """A child's lowering stand-in: claims `entry`, then writes the built bytes there."""
+    def lower(program: bytes, claim) -> None:
+        claim([entry])
+        entry.write_bytes(program)
+    return lower

@@ -123,9 +123,16 @@ def lower_pte_cached(program, *, cache_dir: Path, saved_as: Path | None = None) 
     if cached:
         return cached
     data, delegation = lower_pte(program)
-    atomic_write_bytes(cache_dir / f"{key}.pte", data)
-    atomic_write_json(cache_dir / f"{key}.json", dataclasses.asdict(delegation))  # last: marks the entry complete
+    data_path, info_path = _entry(key, cache_dir)
+    atomic_write_bytes(data_path, data)
+    atomic_write_json(info_path, dataclasses.asdict(delegation))  # last: marks the entry complete
     return data, delegation
+
+
+def files_lowering_would_add(program, *, cache_dir: Path) -> list[Path]:
+    """The cache files `lower_pte_cached(program, cache_dir=cache_dir)` would write; none when its entry exists."""
+    entry = _entry(program_fingerprint(program), cache_dir)
+    return [] if all(path.is_file() for path in entry) else list(entry)
 
 
 def cached_pte_of_file(saved_as: Path, *, cache_dir: Path) -> tuple[bytes, Delegation] | None:
@@ -149,8 +156,13 @@ def _file_alias(saved_as: Path, cache_dir: Path) -> Path:
     return cache_dir / "files" / f"{digest}.key"
 
 
+def _entry(key: str, cache_dir: Path) -> tuple[Path, Path]:
+    """A cache entry's files: the .pte bytes, and its delegation summary (written last, so it marks completion)."""
+    return cache_dir / f"{key}.pte", cache_dir / f"{key}.json"
+
+
 def _cached(key: str, cache_dir: Path) -> tuple[bytes, Delegation] | None:
-    data_path, info_path = cache_dir / f"{key}.pte", cache_dir / f"{key}.json"
+    data_path, info_path = _entry(key, cache_dir)
     if not (data_path.is_file() and info_path.is_file()):
         return None
     try:
