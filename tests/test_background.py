@@ -101,3 +101,51 @@ def _claiming_writer(entry: Path):
         claim([entry])
         entry.write_bytes(program)
     return lower
+
+
+def test_a_child_dies_with_its_killed_parent(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    # A parent that forks a child whose work never ends, then is killed as a user's kill -9 would.
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import time\n"
+        "from pathlib import Path\n"
+        "from deploytool.export.background import lower_in_background\n"
+        f"started = Path({str(tmp_path / 'started')!r})\n"
+        "def endless():\n"
+        "    started.touch()\n"
+        "    time.sleep(600)\n"
+        f"ahead = lower_in_background(endless, lambda p, c: None, cache_dir=Path({str(tmp_path)!r}), label='endless')\n"
+        "print(ahead.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():  # past its set-up: only the kernel can end it with its parent
+        assert time.monotonic() < deadline, "the background child never started its work"
+        time.sleep(0.05)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while not (_gone(child) or _state(child) == "Z"):  # a zombie has ended: only its reaper's wait is left
+        assert time.monotonic() < deadline, "the background child outlived its killed parent"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_the_search_leaves_the_child_one_core(threads):
+    import torch
+
+    from deploytool.steps.quantize import a_core_left_beside
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with a_core_left_beside(ahead=object()):  # any running child
+            assert torch.get_num_threads() == threads - 1
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

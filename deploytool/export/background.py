@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -51,8 +52,6 @@ class Background:
 
     def stop(self) -> None:
         """End the child if it still runs (its .pte was not needed), reap it, and remove every file it wrote."""
-        import signal
-
         if self.reaped:
             return
         os.kill(self.pid, signal.SIGKILL)  # an exited child stays a zombie until reaped: the pid is still ours
@@ -82,22 +81,35 @@ def lower_in_background(build: Callable[[], Any], lower: Callable[[Any, Claim], 
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # else the child's first write would repeat the parent's buffered lines
     claims, claim_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         os.close(claim_end)
         log.info("lowering %s in the background (pid %d) while the search goes on", label, pid)
         return Background(pid, claims, cache_dir, label, time.perf_counter())
     os.close(claims)
-    os._exit(_child(build, lower, claim_end))
+    os._exit(_child(build, lower, claim_end, parent))
 
 
-def _child(build: Callable[[], Any], lower: Callable[[Any, Claim], Any], claim_end: int) -> int:
+def _end_with(parent: int) -> None:
+    """The kernel kills this child when its parent dies (PR_SET_PDEATHSIG): a killed deploytool leaves no
+    lowering behind that keeps a core busy."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child(build: Callable[[], Any], lower: Callable[[Any, Claim], Any], claim_end: int, parent: int) -> int:
     """The child's work; returns its exit code. Never returns into the parent's code (os._exit)."""
 
     def claim(paths: list[Path]) -> None:
         os.write(claim_end, "".join(f"{path}\n" for path in paths).encode())  # a few lines: within the pipe's buffer
 
     try:
+        _end_with(parent)
         import torch
 
         torch.set_num_threads(1)  # OpenMP's pool does not survive fork; one thread never enters it

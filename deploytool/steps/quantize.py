@@ -93,7 +93,7 @@ def quantize_variants(prepared: Prepared, executor: Any,
         return cost(program)
 
     try:
-        with one_thread_beside(ahead):
+        with a_core_left_beside(ahead):
             searched = search(recipe, build=build, compare=compare, sensitive=lambda: noisiest_layers(session),
                               cost=cost_after_ahead)
     finally:
@@ -127,15 +127,17 @@ def lower_ahead(prepared: Prepared, session: Any, plan: Any) -> Any:
 
 
 @contextlib.contextmanager
-def one_thread_beside(ahead: Any):
-    """One torch thread here while the background child lowers on the other core. With torch's default of a
-    thread per core, OpenMP's barriers wait on the thread the child displaced: static int8's judging took 267 s
-    instead of ~6 s on MobileNetV2 (2 cores, load 4)."""
+def a_core_left_beside(ahead: Any):
+    """One torch thread fewer here while the background child lowers on a core of its own. With torch's default
+    of a thread per core, OpenMP's barriers wait on the thread the child displaced: static int8's judging took
+    267 s instead of ~6 s on MobileNetV2 (2 cores, load 4). Giving the threads back when the child ends, before
+    the search does, was measured and gained nothing (MobileNetV2: it ends ~2 s before NNCF's step; digits:
+    17.3-19.2 s either way), so they come back at the end of the search."""
     import torch
 
     threads = torch.get_num_threads()
     if ahead is not None:
-        torch.set_num_threads(1)
+        torch.set_num_threads(max(1, threads - 1))
     try:
         yield
     finally:
