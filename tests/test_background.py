@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
+from processes import ended, state, wait_until
 from test_search import BETWEEN_DB
 
 from deploytool.export.background import can_fork, lower_in_background
@@ -17,14 +17,6 @@ pytestmark = pytest.mark.skipif(not can_fork(), reason="background lowering fork
 
 def _child_pid(stderr: str) -> int:
     return int(re.search(r"lowering dynamic int8 in the background \(pid (\d+)\)", stderr).group(1))
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def _leftovers(cache):
@@ -44,7 +36,7 @@ def test_the_kept_dynamic_pte_is_the_one_the_child_lowered(cli, digit_images):
     pid = _child_pid(result.stderr)
     assert "waiting for the background lowering of dynamic int8" in result.stderr
     assert "reusing the lowered .pte from" in result.stderr  # the search measured the child's .pte
-    assert _gone(pid) and _leftovers(out / ".cache/pte") == []
+    assert ended(pid) and _leftovers(out / ".cache/pte") == []
     # What the child wrote is what this process would have lowered from the kept program.
     (cached,) = (out / ".cache/pte").glob("*.pte")
     assert cached.read_bytes() == lower_pte(torch.export.load(out / "quantized/program.pt2"))[0]
@@ -55,7 +47,7 @@ def test_a_child_whose_pte_is_not_needed_is_stopped(cli, digit_images):
     out = cli.folder / "build/deploytool"
     steps = json.loads((out / "quantized/quantize.json").read_text())["recipe"]["search"]["steps"]
     assert [s["name"] for s in steps] == ["static int8"]  # static met: dynamic's lowering was never needed
-    assert _gone(_child_pid(result.stderr)) and _leftovers(out / ".cache/pte") == []
+    assert ended(_child_pid(result.stderr)) and _leftovers(out / ".cache/pte") == []
     assert len(list((out / ".cache/pte").glob("*.pte"))) == 1, "static int8's, measured by the search: no other"
 
 
@@ -66,20 +58,17 @@ def test_a_child_that_fails_is_reaped_once_and_leaves_no_files(tmp_path):
     ahead = lower_in_background(broken, lambda program, claim: None, cache_dir=tmp_path, label="broken")
     ahead.wait()  # the child failed: the caller lowers the program itself
     ahead.stop()  # reaped already: nothing is signalled
-    assert ahead.reaped and _gone(ahead.pid) and list(tmp_path.iterdir()) == []
+    assert ahead.reaped and ended(ahead.pid) and list(tmp_path.iterdir()) == []
 
 
 def test_a_child_that_finished_before_it_was_stopped_leaves_no_entry(tmp_path):
     # The race CI hit: on the small digits CNN the child's .pte was complete before static int8 met the budget.
     entry = tmp_path / "0123.pte"
     ahead = lower_in_background(lambda: b"lowered", _claiming_writer(entry), cache_dir=tmp_path, label="finished")
-    deadline = time.monotonic() + 60
-    while _state(ahead.pid) != "Z":  # exited, not yet reaped
-        assert time.monotonic() < deadline, "the child did not finish"
-        time.sleep(0.05)
+    wait_until(lambda: state(ahead.pid) == "Z", "the child did not finish", 60)  # exited, not yet reaped
     assert entry.read_bytes() == b"lowered"
     ahead.stop()
-    assert _gone(ahead.pid) and list(tmp_path.iterdir()) == []
+    assert ended(ahead.pid) and list(tmp_path.iterdir()) == []
 
 
 def test_a_waited_for_child_keeps_what_it_wrote(tmp_path):
@@ -88,11 +77,6 @@ def test_a_waited_for_child_keeps_what_it_wrote(tmp_path):
     ahead.wait()
     ahead.stop()  # the search always stops it at its end: what was waited for stays
     assert entry.read_bytes() == b"lowered"
-
-
-def _state(pid: int) -> str:
-    """The process state letter from /proc (Z: a zombie, exited and not yet reaped)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def _claiming_writer(entry: Path):
@@ -123,16 +107,11 @@ def test_a_child_dies_with_its_killed_parent(tmp_path):
         "time.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "started").exists():  # past its set-up: only the kernel can end it with its parent
-        assert time.monotonic() < deadline, "the background child never started its work"
-        time.sleep(0.05)
+    # Past its set-up: only the kernel can end it with its parent now.
+    wait_until((tmp_path / "started").exists, "the background child never started its work", 60)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    deadline = time.monotonic() + 30
-    while not (_gone(child) or _state(child) == "Z"):  # a zombie has ended: only its reaper's wait is left
-        assert time.monotonic() < deadline, "the background child outlived its killed parent"
-        time.sleep(0.05)
+    wait_until(lambda: ended(child), "the background child outlived its killed parent")
 
 
 @pytest.mark.parametrize("threads", [2, 3])

@@ -128,3 +128,33 @@ def test_a_gate_model_that_fails_is_an_error_case_per_target(tmp_path, models):
     [cases] = check_models_on(LocalExecutor(), [config], targets=None, export=True)
     assert [(c.id, c.passed) for c in cases] == [("broken-android-int8", False), ("broken-ios-int8", False)]
     assert all("raises on purpose" in c.error for c in cases), [c.error for c in cases]
+
+
+def test_workers_end_with_a_killed_parent(tmp_path, models):
+    import signal
+    import subprocess
+    import sys
+
+    from processes import ended, wait_until
+
+    # Each job's model writes its worker's pid, then never returns; the parent is SIGTERMed mid-matrix.
+    (models / "endless.py").write_text("import os, pathlib, time\n\ndef build():\n"
+                                       f"    pathlib.Path({str(tmp_path)!r}, f'worker-{{os.getpid()}}').touch()\n"
+                                       "    time.sleep(600)\n")
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "from deploytool.scale.executor import LocalExecutor\n"
+        "from deploytool.scale.jobs import JobSpec\n"
+        f"specs = [JobSpec('export', 'endless.py:build', target=t, recipe='fp32', output={str(tmp_path)!r} + '/' + t,"
+        " config={'model': 'endless.py:build', 'data': {'calib': 'random'}},"
+        f" base_dir={str(models)!r}) for t in ('android', 'ios')]\n"
+        "if __name__ == '__main__':  # spawned workers import this file again\n"
+        "    LocalExecutor(jobs=2).run(specs)\n")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        wait_until(lambda: len(list(tmp_path.glob("worker-*"))) == 2, "the two workers never started", 120)
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        parent.wait()
+    workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+    wait_until(lambda: all(ended(pid) for pid in workers), f"workers {workers} outlived their SIGTERMed parent")

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploytool.lifetime import end_with_parent
+
 log = logging.getLogger("deploytool")
 
 Claim = Callable[[list[Path]], None]  # the child names the files it is about to write, before writing them
@@ -91,17 +93,6 @@ def lower_in_background(build: Callable[[], Any], lower: Callable[[Any, Claim], 
     os._exit(_child(build, lower, claim_end, parent))
 
 
-def _end_with(parent: int) -> None:
-    """The kernel kills this child when its parent dies (PR_SET_PDEATHSIG): a killed deploytool leaves no
-    lowering behind that keeps a core busy."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _child(build: Callable[[], Any], lower: Callable[[Any, Claim], Any], claim_end: int, parent: int) -> int:
     """The child's work; returns its exit code. Never returns into the parent's code (os._exit)."""
 
@@ -109,7 +100,7 @@ def _child(build: Callable[[], Any], lower: Callable[[Any, Claim], Any], claim_e
         os.write(claim_end, "".join(f"{path}\n" for path in paths).encode())  # a few lines: within the pipe's buffer
 
     try:
-        _end_with(parent)
+        end_with_parent(parent)  # a killed deploytool leaves no lowering behind
         import torch
 
         torch.set_num_threads(1)  # OpenMP's pool does not survive fork; one thread never enters it

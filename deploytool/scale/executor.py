@@ -10,6 +10,7 @@ reports, apart from timings, and the same artifact bytes, whichever executor run
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import warnings
@@ -117,8 +118,8 @@ def _lane(specs: Sequence[JobSpec], pending: queue.SimpleQueue, finish: Callable
             except queue.Empty:
                 return
             # The workers keep the parent's warning filters: the CLI silences torch's noise users cannot act on.
-            pool = pool or ProcessPoolExecutor(1, mp_context=context, initializer=_set_warning_filters,
-                                               initargs=(list(warnings.filters),))
+            pool = pool or ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
+                                               initargs=(list(warnings.filters), os.getpid()))
             try:
                 report = pool.submit(run_job, specs[index]).result()
             except BrokenProcessPool:
@@ -132,7 +133,12 @@ def _lane(specs: Sequence[JobSpec], pending: queue.SimpleQueue, finish: Callable
             pool.shutdown()
 
 
-def _set_warning_filters(filters: list) -> None:
+def _start_worker(filters: list, parent: int) -> None:
+    """A worker ends with this process (a SIGTERMed deploytool left its workers running their jobs), and keeps
+    its warning filters."""
+    from deploytool.lifetime import end_with_parent
+
+    end_with_parent(parent)
     warnings.filters[:] = filters
 
 
