@@ -28,7 +28,7 @@ from deploytool.report import ArtifactReport, target_report
 from deploytool.scale.jobs import JobResult, JobSpec, artifact_result, config_of
 from deploytool.steps.export import plan_formats, prestart_first_runtime, references_of
 from deploytool.steps.quantize import QuantizeResult, default_precision, recorded_config
-from deploytool.steps.unchanged import forget_export, record_export, unchanged_reports, unchanged_summary
+from deploytool.steps.unchanged import forget_export, record_export, unchanged_reports
 from deploytool.verify import verify
 from deploytool.versions import versions
 
@@ -36,7 +36,7 @@ log = logging.getLogger("deploytool")
 
 __all__ = ["load_config", "prepare", "quantize", "diagnose", "export", "check", "Prepared", "QuantizeResult",
            "default_preprocess", "default_precision", "plan_formats", "prestart_first_runtime", "recorded_config",
-           "unchanged_reports", "unchanged_summary", "QUANT_DIR"]
+           "unchanged_reports", "QUANT_DIR"]
 
 
 @holds_output_lock
@@ -134,7 +134,8 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     from deploytool.steps.quantize import x86_int8_program
 
     plan = plan_formats(targets or config.targets, formats)
-    prestart_first_runtime(plan)
+    if prepared is None:  # a caller that prepared the model started it before that (cli/export)
+        prestart_first_runtime(plan)
     forget_export(config)  # a run that fails halfway leaves no stamp vouching for its files
     prepared = prepared or prepare(config)
     precision = precision or default_precision(config)
@@ -176,7 +177,10 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     for target, target_reports in per_target.items():
         write_target_files(prepared, config.output_dir / target, target, target_reports, quant, cross)
     if all(r.passed for r in reports):
-        record_export(config, plan, precision)  # the next export with nothing changed is answered from it
+        from deploytool.report import summary_table
+
+        # The next export with nothing changed is answered from it.
+        record_export(config, plan, precision, summary_table(reports))
     return reports
 
 

@@ -63,9 +63,9 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
     previous = api.unchanged_reports(config, plan, chosen) if into is None else None
     if previous is not None:  # nothing changed since an export that passed: nothing to load or run
         if flags["as_json"]:
-            print_json([artifact for report in previous for artifact in report["artifacts"]])
+            print_json([artifact for report in previous.reports for artifact in report["artifacts"]])
         else:
-            click.echo(api.unchanged_summary(previous))
+            click.echo(previous.summary())
         return
     api.prestart_first_runtime(plan)  # its runtime imports while the model loads (and quantizes, with --calib)
     prepared = api.prepare(config)

@@ -10,13 +10,14 @@ saved .pt2 program. A `file.py:factory` or `pkg.module:factory` may import code 
 run in full. `deploytool check` always re-runs every artifact in its runtime.
 
     >>> previous = unchanged_reports(config, plan, Precision.INT8)   # None: run the export
-    >>> record_export(config, plan, Precision.INT8)                  # after an export that passed
+    >>> record_export(config, plan, Precision.INT8, summary_table(reports))  # after an export that passed
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,48 +54,49 @@ def stamp(config: ProjectConfig, plan: dict[str, tuple[str, ...]], precision: Pr
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+@dataclass
+class Previous:
+    """The last passing export, as it recorded itself: each target's report.json, and the table it printed."""
+
+    reports: list[dict[str, Any]]
+    table: str
+
+    def summary(self) -> str:
+        """That run's table, then why it was not repeated."""
+        created = self.reports[0].get("created_at", "the last run")
+        return (f"{self.table}\nunchanged since {created}: model, data, options, versions and files are that "
+                "run's, so it was not repeated (`deploytool check` re-runs every artifact in its runtime)")
+
+
 def unchanged_reports(config: ProjectConfig, plan: dict[str, tuple[str, ...]],
-                      precision: Precision) -> list[dict[str, Any]] | None:
-    """The previous run's report.json of each target, when it passed with this stamp and its files are as it
-    left them; else None (run the export)."""
+                      precision: Precision) -> Previous | None:
+    """The previous run, when it passed with this stamp and its files are as it left them; else None (run the
+    export)."""
     try:
         recorded = json.loads((config.output_dir / STAMP).read_text())
     except (OSError, ValueError):
         return None
     now = stamp(config, plan, precision)
-    if now is None or recorded.get("stamp") != now or recorded.get("files") != _target_files(config, plan):
+    if (now is None or recorded.get("stamp") != now or "table" not in recorded
+            or recorded.get("files") != _target_files(config, plan)):
         return None
     reports = [json.loads((config.output_dir / target / "report.json").read_text()) for target in plan]
-    return reports if all(r.get("passed") for r in reports) else None
+    return Previous(reports, recorded["table"]) if all(r.get("passed") for r in reports) else None
 
 
-def record_export(config: ProjectConfig, plan: dict[str, tuple[str, ...]], precision: Precision) -> None:
-    """After an export that passed: its stamp and the hash of every file it left in the target folders."""
+def record_export(config: ProjectConfig, plan: dict[str, tuple[str, ...]], precision: Precision,
+                  table: str) -> None:
+    """After an export that passed: its stamp, the hash of every file it left in the target folders, and the
+    table it printed (report.summary_table), which the next unchanged export prints again."""
     now = stamp(config, plan, precision)
     if now is not None:
-        atomic_write_json(config.output_dir / STAMP, {"stamp": now, "files": _target_files(config, plan)})
+        atomic_write_json(config.output_dir / STAMP,
+                          {"stamp": now, "files": _target_files(config, plan), "table": table})
 
 
 def forget_export(config: ProjectConfig) -> None:
     """Before an export runs: a run that fails halfway leaves no stamp that vouches for its files."""
     (config.output_dir / STAMP).unlink(missing_ok=True)
-
-
-def unchanged_summary(reports: list[dict[str, Any]]) -> str:
-    """One line per artifact of the previous run, then why nothing ran."""
-    from deploytool.report import human_size
-
-    lines = []
-    for report in reports:
-        for artifact in report["artifacts"]:
-            eager = artifact["parity"]["comparisons"][0]["outputs"] if artifact["parity"]["comparisons"] else []
-            sqnr = f"{min(o['sqnr_db'] for o in eager):.1f} dB vs eager" if eager else "no comparison"
-            lines.append(f"{report['target']}/{artifact['file']}  {artifact['precision']}  "
-                         f"{human_size(artifact['size_bytes'])}  {sqnr}  PASS")
-    created = reports[0].get("created_at", "the last run")
-    lines.append(f"unchanged since {created}: model, data, options, versions and files are that run's, so it "
-                 "was not repeated (`deploytool check` re-runs every artifact in its runtime)")
-    return "\n".join(lines)
 
 
 def _target_files(config: ProjectConfig, plan: dict[str, tuple[str, ...]]) -> dict[str, str]:
