@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
 import json
 import logging
 import time
@@ -91,8 +90,9 @@ def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, s
     >>> ran_at  # None: it ran now; else the UTC time of the run reused
     """
     from deploytool.fsutil import atomic_write_bytes, sha256_file
-    from deploytool.versions import versions
+    from deploytool.npz import pack, unpack
     from deploytool.runtime import RunResult, run_artifact
+    from deploytool.versions import versions
 
     if cache_dir is None:
         return run_artifact(artifact.path, artifact.format, samples, timeout_s=timeout_s), None
@@ -107,9 +107,7 @@ def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, s
     path = cache_dir / f"{digest.hexdigest()[:24]}.npz"
     try:
         with np.load(path) as saved:
-            counts = [int(n) for n in saved["counts"]]
-            outputs = [[saved[f"{i}/{j}"] for j in range(n)] for i, n in enumerate(counts)]
-            ran_at = str(saved["ran_at"])
+            outputs, ran_at = unpack(saved, "outputs"), str(saved["ran_at"])
         log.info("reusing %s's runtime outputs from its run at %s (same file, inputs and versions)",
                  artifact.path.name, ran_at)
         return RunResult(outputs, None, 0.0), ran_at
@@ -117,11 +115,8 @@ def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, s
         pass
     run = run_artifact(artifact.path, artifact.format, samples, timeout_s=timeout_s)
     if run.ok:
-        buffer = io.BytesIO()
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        np.savez(buffer, ran_at=np.array(now), counts=np.array([len(o) for o in run.outputs], dtype=np.int64),
-                 **{f"{i}/{j}": a for i, sample in enumerate(run.outputs) for j, a in enumerate(sample)})
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, pack({"outputs": run.outputs}, ran_at=np.array(now)))
     return run, None
 
 

@@ -128,17 +128,17 @@ def as_arrays(outputs) -> list[np.ndarray]:
 
 
 def save_samples(path: Path, samples) -> None:
-    """Samples (each a sequence of arrays) as one .npz, keys `s<sample>_<position>`."""
-    np.savez(path, **{f"s{i}_{j}": a for i, sample in enumerate(samples) for j, a in enumerate(sample)})
+    """Samples (each a sequence of arrays) as one .npz (deploytool.npz), for a runtime child to read back."""
+    from deploytool.npz import pack
+
+    path.write_bytes(pack({"samples": samples}))
 
 
 def load_samples(path: Path) -> list[Arrays]:
-    with np.load(path) as data:
-        positions: dict[int, int] = {}
-        for key in data.files:
-            sample, position = (int(part) for part in key[1:].split("_"))
-            positions[sample] = max(positions.get(sample, 0), position + 1)
-        return [tuple(data[f"s{i}_{j}"] for j in range(positions[i])) for i in range(len(positions))]
+    from deploytool.npz import unpack
+
+    with np.load(path) as saved:
+        return [tuple(sample) for sample in unpack(saved, "samples")]
 
 
 def stderr_tail(stderr: str) -> str:

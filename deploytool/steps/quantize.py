@@ -240,25 +240,21 @@ def references_key(prepared: Prepared, cache_key: str) -> str:
 
 def write_references(folder: Path, refs_key: str, eager: list, int8: list) -> None:
     """Save both output lists under `refs_key` (the quantize cache key and the held-out samples' content)."""
-    import io
+    from deploytool.npz import pack
 
-    arrays = {f"{name}/{i}/{j}": a for name, outputs in (("eager", eager), ("int8", int8))
-              for i, sample in enumerate(outputs) for j, a in enumerate(sample)}
-    buffer = io.BytesIO()
-    np.savez(buffer, key=np.array(refs_key), counts=np.array([len(eager), len(eager[0]) if eager else 0]), **arrays)
-    atomic_write_bytes(folder / REFERENCES, buffer.getvalue())
+    atomic_write_bytes(folder / REFERENCES, pack({"eager": eager, "int8": int8}, key=np.array(refs_key)))
 
 
 def read_references(prepared: Prepared, folder: Path, refs_key: str) -> list | None:
     """The quantized program's held-out outputs saved under `refs_key` (eager's go to prepared.memo), else None:
     a changed model, data split or option changes the key."""
+    from deploytool.npz import unpack
+
     try:
         with np.load(folder / REFERENCES) as saved:
             if str(saved["key"]) != refs_key:
                 return None
-            samples, per_sample = (int(n) for n in saved["counts"])
-            lists = {name: [[saved[f"{name}/{i}/{j}"] for j in range(per_sample)] for i in range(samples)]
-                     for name in ("eager", "int8")}
+            lists = {name: unpack(saved, name) for name in ("eager", "int8")}
     except (OSError, KeyError, ValueError):  # absent, from an older release, or cut short
         return None
     log.info("reusing the held-out references in %s (eager and quantized outputs)", folder / REFERENCES)
