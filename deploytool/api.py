@@ -28,7 +28,7 @@ from deploytool.report import ArtifactReport, target_report
 from deploytool.scale.jobs import JobResult, JobSpec, artifact_result, config_of
 from deploytool.steps.export import plan_formats, prestart_first_runtime, references_of
 from deploytool.steps.quantize import QuantizeResult, default_precision, recorded_config
-from deploytool.steps.unchanged import forget_export, record_export, unchanged_reports
+from deploytool.steps.unchanged import forget_export, record_export, unchanged_export
 from deploytool.verify import verify
 from deploytool.versions import versions
 
@@ -36,7 +36,7 @@ log = logging.getLogger("deploytool")
 
 __all__ = ["load_config", "prepare", "quantize", "diagnose", "export", "check", "Prepared", "QuantizeResult",
            "default_preprocess", "default_precision", "plan_formats", "prestart_first_runtime", "recorded_config",
-           "unchanged_reports", "QUANT_DIR"]
+           "unchanged_export", "QUANT_DIR"]
 
 
 @holds_output_lock
@@ -134,8 +134,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     from deploytool.steps.quantize import x86_int8_program
 
     plan = plan_formats(targets or config.targets, formats)
-    if prepared is None:  # a caller that prepared the model started it before that (cli/export)
-        prestart_first_runtime(plan)
+    prestart_first_runtime(plan)  # a no-op where the caller started it before preparing (cli/export); zoo, gate
     forget_export(config)  # a run that fails halfway leaves no stamp vouching for its files
     prepared = prepared or prepare(config)
     precision = precision or default_precision(config)

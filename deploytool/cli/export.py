@@ -60,7 +60,7 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
     if into is not None:
         demo_target = _demo_target(plan, into)
     chosen = Precision(precision) if precision else api.default_precision(config)
-    previous = api.unchanged_reports(config, plan, chosen) if into is None else None
+    previous = api.unchanged_export(config, plan, chosen) if into is None else None
     if previous is not None:  # nothing changed since an export that passed: nothing to load or run
         if flags["as_json"]:
             print_json([artifact for report in previous.reports for artifact in report["artifacts"]])

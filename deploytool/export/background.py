@@ -11,7 +11,8 @@ A stopped child leaves nothing behind: before writing a cache entry it sends the
 (`claim`), and `stop` removes what was claimed. A child that finished first otherwise left an unused .pte.
 
     >>> ahead = lower_in_background(lambda: session.quantized(DYNAMIC).program,
-    ...                             lower_claimed, cache_dir=cache, label="dynamic int8")
+    ...                             lambda program, claim: lower_pte_cached(program, cache_dir=cache, claim=claim),
+    ...                             cache_dir=cache, label="dynamic int8")
     >>> ...            # judge static int8
     >>> ahead.wait()   # dynamic int8 is needed: its .pte is (or is about to be) in the cache
     >>> ahead.stop()   # when the search ends, whatever it kept

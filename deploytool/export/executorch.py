@@ -9,6 +9,7 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from deploytool.errors import LowerError
@@ -107,12 +108,14 @@ def _without_provenance(program):
             node.meta["from_node"] = history
 
 
-def lower_pte_cached(program, *, cache_dir: Path, saved_as: Path | None = None) -> tuple[bytes, Delegation]:
+def lower_pte_cached(program, *, cache_dir: Path, saved_as: Path | None = None,
+                     claim: Callable[[list[Path]], None] | None = None) -> tuple[bytes, Delegation]:
     """`lower_pte`, reusing the bytes from `cache_dir` when a program with the same content was lowered before.
 
     The key hashes the graph, every weight and constant, and the library versions, so a changed model,
     recipe or executorch release lowers again. `saved_as`, the file torch.export.save wrote the program to, is
-    remembered with the key, so `cached_pte_of_file` finds the .pte from that file without loading it.
+    remembered with the key, so `cached_pte_of_file` finds the .pte from that file without loading it. `claim`
+    is told a new entry's files just before they are written (export.background: a stopped child's are removed).
 
     >>> data, delegation = lower_pte_cached(program, cache_dir=Path("build/deploytool/.cache/pte"))
     """
@@ -124,15 +127,11 @@ def lower_pte_cached(program, *, cache_dir: Path, saved_as: Path | None = None) 
         return cached
     data, delegation = lower_pte(program)
     data_path, info_path = _entry(key, cache_dir)
+    if claim is not None:
+        claim([data_path, info_path])
     atomic_write_bytes(data_path, data)
     atomic_write_json(info_path, dataclasses.asdict(delegation))  # last: marks the entry complete
     return data, delegation
-
-
-def files_lowering_would_add(program, *, cache_dir: Path) -> list[Path]:
-    """The cache files `lower_pte_cached(program, cache_dir=cache_dir)` would write; none when its entry exists."""
-    entry = _entry(program_fingerprint(program), cache_dir)
-    return [] if all(path.is_file() for path in entry) else list(entry)
 
 
 def cached_pte_of_file(saved_as: Path, *, cache_dir: Path) -> tuple[bytes, Delegation] | None:

@@ -110,20 +110,16 @@ def lower_ahead(prepared: Prepared, session: Any, plan: Any) -> Any:
     while this process calibrates and judges the cheaper steps; stopped when the search ends. Trained MobileNetV2:
     static int8 misses the budget, dynamic is kept, and its ~20 s lowering overlaps the rest of the search."""
     from deploytool.export.background import can_fork, lower_in_background
-    from deploytool.export.executorch import PTE_CACHE, files_lowering_would_add, lower_pte_cached
+    from deploytool.export.executorch import PTE_CACHE, lower_pte_cached
 
     if not can_fork():
         return None
     from executorch.backends.xnnpack.quantizer import xnnpack_quantizer  # noqa: F401  imported once, for both
 
     cache = prepared.config.output_dir / PTE_CACHE
-
-    def lower_claimed(program, claim):
-        claim(files_lowering_would_add(program, cache_dir=cache))  # so that a stopped child leaves no entry
-        lower_pte_cached(program, cache_dir=cache)
-
-    return lower_in_background(lambda: session.quantized(plan).program, lower_claimed, cache_dir=cache,
-                               label=plan.name)
+    return lower_in_background(lambda: session.quantized(plan).program,
+                               lambda program, claim: lower_pte_cached(program, cache_dir=cache, claim=claim),
+                               cache_dir=cache, label=plan.name)
 
 
 @contextlib.contextmanager

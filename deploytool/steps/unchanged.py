@@ -9,7 +9,7 @@ Only where files tell the whole model: a zoo entry (its code and pinned weights 
 saved .pt2 program. A `file.py:factory` or `pkg.module:factory` may import code anywhere, so its exports always
 run in full. `deploytool check` always re-runs every artifact in its runtime.
 
-    >>> previous = unchanged_reports(config, plan, Precision.INT8)   # None: run the export
+    >>> previous = unchanged_export(config, plan, Precision.INT8)   # None: run the export
     >>> record_export(config, plan, Precision.INT8, summary_table(reports))  # after an export that passed
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Previous:
                 "run's, so it was not repeated (`deploytool check` re-runs every artifact in its runtime)")
 
 
-def unchanged_reports(config: ProjectConfig, plan: dict[str, tuple[str, ...]],
+def unchanged_export(config: ProjectConfig, plan: dict[str, tuple[str, ...]],
                       precision: Precision) -> Previous | None:
     """The previous run, when it passed with this stamp and its files are as it left them; else None (run the
     export)."""
