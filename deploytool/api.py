@@ -65,6 +65,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
         program, reused, method = None, True, record["capture_method"]
         recipe, fallback = record.get("recipe", {}), record.get("fallback")
     else:
+        prepared.eager_outputs()  # eager's own NaN or Inf stops the run here, before any calibration
         captured = prepared.captured()
         started = time.perf_counter()
         quantized, searched, fallback = step.quantize_variants(prepared, executor, judged)

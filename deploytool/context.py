@@ -64,7 +64,9 @@ class Prepared:
     def eager_outputs(self) -> list[list[np.ndarray]]:
         """The eager model's outputs on held_out(), one sample per call as the artifacts run them."""
         if "eager_outputs" not in self.memo:
-            self.memo["eager_outputs"] = self.outputs_of(self.loaded.module)
+            outputs = self.outputs_of(self.loaded.module)
+            _check_finite(outputs, self.output_names, [ref.key for ref, _ in self.held_out()])
+            self.memo["eager_outputs"] = outputs
         return self.memo["eager_outputs"]
 
     def outputs_of(self, module) -> list[list[np.ndarray]]:
@@ -274,6 +276,22 @@ def _check_model_accepts(prepared: Prepared, key: str) -> None:
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                         hint=f"Make the data match the model: {fix}.") from exc
     prepared.memo["output_shapes"] = [tuple(o.shape) for o in flat_outputs(outputs)]  # eager_outputs_shape's
+
+
+def _check_finite(outputs: list[list[np.ndarray]], names: tuple[str, ...], keys: list[str]) -> None:
+    """Eager's own NaN or Inf is a model problem: no artifact can be judged against it."""
+    for key, sample in zip(keys, outputs):
+        for name, array in zip(names, sample):
+            bad = ~np.isfinite(array)
+            if bad.any():
+                kinds = " and ".join(k for k, found in (("NaN", np.isnan(array).any()), ("Inf", np.isinf(array).any()))
+                                     if found)
+                raise DataError(
+                    f"The eager model's output '{name}' holds {kinds} ({int(bad.sum())} of {array.size} values) on "
+                    f"held-out sample {key}: nothing can be compared with it.",
+                    hint="Run the model on that sample in Python and fix what overflows or divides by zero (a log "
+                         "or sqrt of a negative value, a division by a zero sum); or check that the data is "
+                         "scaled as the model expects.")
 
 
 def is_image_data(prepared: Prepared) -> bool:

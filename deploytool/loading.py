@@ -242,12 +242,14 @@ def _load_factory(spec: str, namespace, factory_name: str) -> Loaded:
 
 
 def _load_program(path: Path) -> Loaded:
-    import torch
+    from deploytool.program_file import UnsafeProgram, read_program
 
     if not path.is_file():
         raise ModelLoadError(f"Program {path} does not exist.")
     try:
-        program = torch.export.load(path)
+        program = read_program(path)
+    except UnsafeProgram:
+        raise
     except Exception as exc:  # a damaged archive raises from deep inside the loader
         raise ModelLoadError(f"{path}: not a loadable torch.export program ({type(exc).__name__}: "
                              f"{str(exc)[:200]}).", hint="Save programs with torch.export.save(ep, path).") from exc

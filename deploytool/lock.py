@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,11 @@ F = TypeVar("F", bound=Callable)
 
 class OutputBusy(UsageError):
     """Another run holds the output folder's lock for longer than we wait."""
+
+
+class UnsafeLock(UsageError):
+    """`<output>/.lock` is a symbolic link or not a regular file: writing our PID into it could destroy the file
+    it points at, so it is refused."""
 
 
 @contextlib.contextmanager
@@ -76,11 +82,20 @@ def _open_locked(fcntl, folder: Path, timeout_s: float) -> int:
     """Open and lock <folder>/.lock; again when the run we waited for removed that file (_remove_if_unused)."""
     deadline = time.monotonic() + timeout_s
     while True:
+        path = folder / LOCK_FILE
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+            # Never through a link (it would truncate what it points at); non-blocking, so a FIFO cannot stall us.
+            handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         except OSError as exc:
+            if path.is_symlink():
+                raise UnsafeLock(f"{path} is a symbolic link (to {os.readlink(path)}); deploytool never follows it.",
+                                 hint=f"Remove the link (rm {path}); the next run creates a plain lock file.") from None
             raise OutputError.cannot_write(folder, exc) from None
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            raise UnsafeLock(f"{path} is not a regular file; deploytool writes its PID into that file.",
+                             hint=f"Remove it (rm -r {path}); the next run creates a plain lock file.")
         try:
             _acquire(fcntl, handle, folder, timeout_s, deadline)
             if _is_file_at(handle, folder / LOCK_FILE):
@@ -93,7 +108,7 @@ def _open_locked(fcntl, folder: Path, timeout_s: float) -> int:
 
 def _is_file_at(handle: int, path: Path) -> bool:
     try:
-        return os.path.samestat(os.fstat(handle), os.stat(path))
+        return os.path.samestat(os.fstat(handle), os.lstat(path))
     except FileNotFoundError:
         return False
 

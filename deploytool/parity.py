@@ -44,6 +44,10 @@ class OutputMetrics:
     top1_agreement: float | None  # over all samples; None when the output is not classifier-like
     decisive_samples: int | None = None  # samples whose reference top-1 leads by DECISIVE_MARGIN
     decisive_agreement: float | None = None  # top-1 agreement over those; None when there are none
+    # NaN or Inf in the candidate where the reference is finite: never a pass. The metrics above are computed
+    # over the finite pairs only.
+    nonfinite: int = 0
+    first_nonfinite_sample: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Check:
 
 
 LABELS = {"sqnr_db": "SQNR", "cosine": "cosine", "top1_agreement": "top-1 agreement", "max_abs_rel": "max abs / range",
+          "nonfinite": "NaN/Inf values where eager is finite",
           "sqnr_loss_db": "SQNR lost against eager, vs the program it was lowered from",
           "task_drop": "task metric drop vs eager"}
 
@@ -93,6 +98,8 @@ def _fmt(name: str, value: float) -> str:
         return f"{value:.2e}"
     if name == "task_drop":
         return f"{value:.1f} points"
+    if name == "nonfinite":
+        return f"{value:.0f}"
     return f"{value:.4f}"
 
 
@@ -165,7 +172,15 @@ def compare(reference: Outputs, candidate: Outputs, *, output_names: tuple[str, 
     checks = [replace(c, info=True) if task else c for m in metrics for c in _threshold_checks(m, thresholds)]
     if task:
         checks.append(task.check(output_names[0]))
+    checks += [nonfinite_check(m) for m in metrics if m.nonfinite]  # decides even where a task metric does
     return Comparison(candidate_name, reference_name, len(reference), metrics, tuple(checks))
+
+
+def nonfinite_check(m: OutputMetrics) -> Check:
+    """The failing check of an output with NaN or Inf values where its reference has finite ones."""
+    return Check("nonfinite", m.name, m.nonfinite, 0, at_least=False,
+                 detail=f" (first in held-out sample {m.first_nonfinite_sample}; the other metrics use finite "
+                        "values only)")
 
 
 def _threshold_checks(m: OutputMetrics, thresholds: Thresholds) -> list[Check]:
@@ -201,20 +216,35 @@ def lowering_check(eager: Outputs, reference: Outputs, candidate: Outputs, *, ou
         checks.append(Check("sqnr_loss_db", name, theirs - ours, max_loss_db, at_least=False,
                             detail=f" (vs eager: {ours:.1f} dB, the program {theirs:.1f} dB)",
                             info=ours >= LOWERING_CEILING_DB))
+        if metrics[-1].nonfinite:
+            checks.append(nonfinite_check(metrics[-1]))
     return Comparison(candidate_name, reference_name, len(reference), tuple(metrics), tuple(checks))
 
 
 def output_metrics(name: str, reference: list[np.ndarray], candidate: list[np.ndarray]) -> OutputMetrics:
+    """One output's metrics over all samples, computed over the pairs where both values are finite; NaN or Inf
+    in the candidate alone are counted (`nonfinite`), so they fail the comparison instead of vanishing in it.
+
+    >>> output_metrics("y", [np.ones((1, 4))], [np.array([[1, 1, np.nan, 1]])]).nonfinite
+    1
+    """
     ref = np.stack([np.asarray(r, np.float64).reshape(-1) for r in reference])
     cand = np.stack([np.asarray(c, np.float64).reshape(-1) for c in candidate])
     if ref.shape != cand.shape:
         raise ValueError(f"output '{name}': shapes differ, reference {ref.shape} vs candidate {cand.shape}")
+    finite = np.isfinite(ref) & np.isfinite(cand)
+    broken = np.isfinite(ref) & ~np.isfinite(cand)
+    broken_samples = np.flatnonzero(broken.any(axis=1))
+    ref, cand = np.where(finite, ref, 0.0), np.where(finite, cand, 0.0)  # both sides 0: the pair adds nothing
     error = cand - ref
     noise = float(np.sum(error ** 2))
     signal = float(np.sum(ref ** 2))
     sqnr = SQNR_EXACT_DB if noise == 0 else min(SQNR_EXACT_DB, 10 * math.log10(max(signal, 1e-30) / noise))
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-    cosines = np.where(norms > 0, np.sum(ref * cand, axis=1) / np.maximum(norms, 1e-30), 1.0)
+    ref_norms, cand_norms = np.linalg.norm(ref, axis=1), np.linalg.norm(cand, axis=1)
+    # Two zero rows agree; a zero row against a non-zero one does not.
+    cosines = np.where((ref_norms > 0) & (cand_norms > 0),
+                       np.sum(ref * cand, axis=1) / np.maximum(ref_norms * cand_norms, 1e-30),
+                       np.where((ref_norms == 0) & (cand_norms == 0), 1.0, 0.0))
     span = float(ref.max() - ref.min()) or 1.0
     max_abs = float(np.abs(error).max())
     top1 = decisive = decisive_agreement = None
@@ -225,7 +255,8 @@ def output_metrics(name: str, reference: list[np.ndarray], candidate: list[np.nd
         decisive = int(margin.sum())
         decisive_agreement = float(np.mean(agree[margin])) if decisive else None
     return OutputMetrics(name, max_abs, float(np.abs(error).mean()), max_abs / span, float(cosines.mean()),
-                         sqnr, top1, decisive, decisive_agreement)
+                         sqnr, top1, decisive, decisive_agreement, int(broken.sum()),
+                         int(broken_samples[0]) if broken_samples.size else None)
 
 
 def decisive_margins(scores: np.ndarray) -> np.ndarray:

@@ -129,14 +129,17 @@ class Programs:
 
 
 def load_program(path: Path) -> Any:
-    """An ExportedProgram saved with torch.export.save, int8 ones included.
+    """An ExportedProgram that deploytool saved in the output folder, int8 ones included, read without pickle:
+    a folder restored from a CI cache can hold a file altered to run code (deploytool.program_file).
 
     >>> program = load_program(Path("build/deploytool/quantized/program.pt2"))
     """
-    import torch
     import torchao.quantization.pt2e  # noqa: F401  registers the quantized_decomposed ops the program uses
 
-    return torch.export.load(path)
+    from deploytool.program_file import read_program
+
+    return read_program(path, hint=f"deploytool never saves a program like that: {path} was altered. Delete it "
+                                   "(the next run quantizes again) and check what else in that folder changed.")
 
 
 def save_program(program: Any, path: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from deploytool.config import QuantConfig
 from deploytool.errors import QuantizeError
-from deploytool.parity import OutputMetrics, accuracy, output_metrics
+from deploytool.parity import SQNR_EXACT_DB, OutputMetrics, accuracy, output_metrics
 
 FP32_EXTRA_BYTES = 3  # a weight kept fp32 takes 4 bytes instead of 1
 # Evaluates each named keep-fp32 set of a session, here or elsewhere; the layer above hands one in
@@ -93,7 +93,8 @@ class Evaluation:
 
     @property
     def sqnr_db(self) -> float:
-        return min(m.sqnr_db for m in self.metrics)
+        """The worst output's SQNR; an output with NaN or Inf where eager is finite counts as the worst there is."""
+        return min(-SQNR_EXACT_DB if m.nonfinite else m.sqnr_db for m in self.metrics)
 
     @property
     def top1_agreement(self) -> float | None:
