@@ -21,8 +21,8 @@ import numpy as np
 
 from deploytool.config import IMAGENET, Color, InputSpec, Precision, Preprocess, ProjectConfig
 from deploytool.data import Split, split
-from deploytool.errors import DataError, UsageError
-from deploytool.runtime import as_arrays, flat_outputs
+from deploytool.errors import DataError, DeployError, UsageError
+from deploytool.runtime import as_arrays
 from deploytool.versions import versions
 
 log = logging.getLogger("deploytool")
@@ -41,6 +41,9 @@ class Prepared:
     split: Split
     example_inputs: tuple  # torch tensors, batch 1, from the first calibration sample
     timings: dict[str, float] = field(default_factory=dict)
+    output_names: tuple[str, ...] = ("output_0",)  # the flat outputs' names (deploytool.normalize), as in manifests
+    output_shapes: tuple[tuple[int, ...], ...] = ()  # at batch 1, from the first sample
+    notes: tuple[str, ...] = ()  # how the model was adapted (deploytool.normalize), for report.json
     # Computed once, read by every step after: held-out samples, eager outputs and shapes, quantize results.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
@@ -107,19 +110,6 @@ class Prepared:
             self.memo["session", recipe] = Session(self, self.captured(), recipe)
         return self.memo["session", recipe]
 
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(f"output_{i}" for i in range(len(self.eager_outputs_shape())))
-
-    def eager_outputs_shape(self) -> list[tuple[int, ...]]:
-        if "output_shapes" not in self.memo:
-            import torch
-
-            with torch.inference_mode():
-                outputs = flat_outputs(self.loaded.module(*self.example_inputs))
-            self.memo["output_shapes"] = [tuple(o.shape) for o in outputs]
-        return self.memo["output_shapes"]
-
     def cache_key(self) -> str:
         """Changes whenever the model, the calibration data or any option that shapes the program changes.
         Computed once per run: it hashes every weight and calibration file."""
@@ -162,9 +152,10 @@ def prepare(config: ProjectConfig) -> Prepared:
     >>> prepare(load_config(overrides={"model": "zoo:digits"})).example_inputs[0].shape
     torch.Size([1, 1, 8, 8])
     """
-    from deploytool.data.sources import RANDOM, check_calibration, open_dataset
+    from deploytool.data.sources import RANDOM, check_calibration, named_arrays, open_dataset
     from deploytool.inputs import describe, named, sources
     from deploytool.loading import load
+    from deploytool.normalize import choose_inputs
     from deploytool.quantize.sufficiency import sample_warnings
 
     if not config.model:
@@ -180,6 +171,11 @@ def prepare(config: ProjectConfig) -> Prepared:
     started = time.perf_counter()
     loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
                   trust_checkpoint=config.trust_checkpoint)
+    if loaded.from_factory:  # another project's forward(): its arguments with defaults are inputs only when named
+        configured = named(config.inputs, choose_inputs(loaded.module, provided=())) or loaded.inputs
+        given = tuple(i.name for i in configured) + (named_arrays(calib, base_dir=config.base_dir) if calib else ())
+        loaded = replace(loaded, input_names=choose_inputs(loaded.module, provided=given,
+                                                           where=f"The data ({calib}) or [[inputs]]"))
     inputs = named(config.inputs, loaded.input_names) or loaded.inputs
     preprocess = config.preprocess or loaded.preprocess or default_preprocess(inputs)
     input_names = tuple(i.name for i in inputs) or loaded.input_names
@@ -194,7 +190,10 @@ def prepare(config: ProjectConfig) -> Prepared:
     inputs = _check_inputs(inputs, input_names, first, first_ref.key, config)
     example_inputs = to_torch(first, inputs)
     prepared = Prepared(config, loaded, inputs, preprocess, parts, example_inputs)
-    _check_model_accepts(prepared, first_ref.key)
+    normalized = _normalized(prepared, first_ref.key)
+    prepared.loaded = replace(loaded, module=normalized.module)
+    prepared.output_names, prepared.output_shapes = normalized.output_names, normalized.output_shapes
+    prepared.notes = normalized.notes
     prepared.timings["load"] = time.perf_counter() - started
     unused = f"; {parts.unused} not used: data.calib_limit = {config.data.calib_limit}" if parts.unused else ""
     log.info("loaded %s; data: %s (%d to calibrate, %d held out%s)", config.model, dataset.description,
@@ -257,14 +256,16 @@ def _check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, 
     return inputs
 
 
-def _check_model_accepts(prepared: Prepared, key: str) -> None:
-    """Run the first sample through the model: a DataError naming the sample if the model rejects it. The
-    output shapes are kept, so eager_outputs_shape() does not run the same forward again."""
-    import torch
+def _normalized(prepared: Prepared, key: str) -> Any:
+    """The model made plain (deploytool.normalize) on the first sample: a DataError naming the sample if the model
+    rejects it."""
+    from deploytool.normalize import normalize
 
     try:
-        with torch.inference_mode():
-            outputs = prepared.loaded.module(*prepared.example_inputs)
+        return normalize(prepared.loaded.module, input_names=tuple(i.name for i in prepared.inputs),
+                         example=prepared.example_inputs)
+    except DeployError:
+        raise
     except Exception as exc:  # the user's forward can raise anything on a wrong shape
         shapes = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in prepared.inputs)
         first = prepared.inputs[0]
@@ -275,7 +276,6 @@ def _check_model_accepts(prepared: Prepared, key: str) -> None:
         raise DataError(f"The model rejects the data's input shape or dtype ({shapes}, from {key}): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                         hint=f"Make the data match the model: {fix}.") from exc
-    prepared.memo["output_shapes"] = [tuple(o.shape) for o in flat_outputs(outputs)]  # eager_outputs_shape's
 
 
 def _check_finite(outputs: list[list[np.ndarray]], names: tuple[str, ...], keys: list[str]) -> None:

@@ -28,6 +28,7 @@ class Loaded:
     labels: tuple[str, ...] = ()
     zoo_entry: Any = None
     fingerprint_parts: list[bytes] = field(default_factory=list)
+    from_factory: bool = False  # another project's module: prepare picks its inputs (deploytool.normalize)
 
     def fingerprint(self) -> str:
         """Hash of the spec, the weights and the source of every module class: changes when the model does."""
@@ -166,6 +167,7 @@ def _import_file(path: Path):
     path = path.resolve()
     if not path.is_file():
         raise ModelLoadError(f"Model file {path} does not exist.", hint="Check the path before ':factory'.")
+    third_party_imports_ready()
     module_name = _module_name(path)
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -180,9 +182,33 @@ def _import_file(path: Path):
             sys.modules.pop(module_name, None)
         else:
             sys.modules[module_name] = previous
-        raise ModelLoadError(f"Importing {path} failed: {type(exc).__name__}: {exc}",
-                             hint=f"Run `python {path}` to see the full error; add -v for the traceback.") from exc
+        raise import_failure(f"Importing {path} failed", exc, hint=f"Run `python {path}` to see the full error; "
+                                                                  "add -v for the traceback.") from exc
     return module
+
+
+def third_party_imports_ready() -> None:
+    """Before a user's code runs: torchvision importable (transformers and timm import it), whatever the build
+    deploytool's own install brought (deploytool.torchvision_compat)."""
+    if importlib.util.find_spec("torchvision") is not None:
+        from deploytool.torchvision_compat import import_torchvision
+
+        import_torchvision()
+
+
+def import_failure(what: str, exc: BaseException, *, hint: str) -> ModelLoadError:
+    """`what` failed, naming the innermost cause (transformers wraps a failed import of its own in a RuntimeError
+    that hides it) and, for a missing package, the pip command."""
+    cause = exc
+    while cause.__cause__ is not None or (cause.__context__ is not None and not cause.__suppress_context__):
+        cause = cause.__cause__ or cause.__context__
+    first = lambda e: (str(e).strip().splitlines() or [""])[0][:300]  # noqa: E731
+    message = f"{what}: {type(exc).__name__}: {first(exc)}"
+    if cause is not exc:
+        message += f" (caused by {type(cause).__name__}: {first(cause)})"
+    if isinstance(cause, ModuleNotFoundError) and cause.name:
+        hint = f"Install the missing package (pip install {cause.name.split('.')[0]}). {hint}"
+    return ModelLoadError(message, hint=hint)
 
 
 def _module_name(path: Path) -> str:
@@ -204,10 +230,11 @@ def _module_name(path: Path) -> str:
 
 
 def _import_module(name: str):
+    third_party_imports_ready()
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise ModelLoadError(f"Cannot import module '{name}': {exc}",
+        raise import_failure(f"Cannot import module '{name}'", exc,
                              hint="Install the package or run from the folder that contains it.") from exc
 
 
@@ -238,7 +265,7 @@ def _load_factory(spec: str, namespace, factory_name: str) -> Loaded:
                        for n, t in zip(names, example))
     source = inspect.getsourcefile(factory) if inspect.isfunction(factory) else None
     parts = [Path(source).read_bytes()] if source else []
-    return Loaded(result.eval(), spec, names, inputs, fingerprint_parts=parts)
+    return Loaded(result.eval(), spec, names, inputs, fingerprint_parts=parts, from_factory=True)
 
 
 def _load_program(path: Path) -> Loaded:

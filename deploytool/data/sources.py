@@ -33,6 +33,33 @@ def open_dataset(spec: str, *, base_dir: Path, preprocess: Preprocess, input_nam
     return dataset
 
 
+def named_arrays(spec: str, *, base_dir: Path) -> tuple[str, ...]:
+    """The names the data gives its arrays (a .npz's array names, a .pt dict's keys; the first file of a folder),
+    which pick the forward() arguments that get them; () for images, .npy files and unnamed tensors.
+
+    >>> named_arrays("tokens.npz", base_dir=Path("."))
+    ('input_ids', 'attention_mask', 'targets')
+    """
+    if spec == RANDOM:
+        return ()
+    path = (base_dir / spec).resolve()
+    first = path if path.is_file() else next((p for p in sorted(path.rglob("*"))
+                                              if p.suffix in (".npz", ".pt") and p.is_file()), None)
+    if first is None or first.suffix not in (".npz", ".pt"):
+        return ()
+    try:
+        if first.suffix == ".npz":
+            with np.load(first, allow_pickle=False) as npz:
+                return tuple(npz.files)
+        import torch
+
+        value = torch.load(first, weights_only=True, map_location="cpu")
+    except Exception:  # unreadable: open_dataset names the file and the reason when it reads it
+        return ()
+    value = value[0] if isinstance(value, list) and value else value
+    return tuple(str(k) for k in value) if isinstance(value, dict) else ()
+
+
 def check_calibration(spec: str, *, base_dir: Path) -> Path:
     """What `--calib` must pass before the model is built (which can take minutes): the path exists, its type
     is supported, and it holds a sample file that opens. Returns the resolved path; decoding comes later.

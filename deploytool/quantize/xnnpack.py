@@ -1,12 +1,15 @@
 """The XNNPACKQuantizer deploytool uses: ExecuTorch's, set up for post-training quantization.
 
-Two changes, both about which patterns are annotated:
+Three changes, the first two about which patterns are annotated:
 - The QAT-only conv + BatchNorm patterns are dropped. prepare_pt2e folds BatchNorm into the conv before
   annotating, so they never match after an eval-mode capture, but building their pattern graphs cost
   about 1 s of each prepare.
 - conv + ReLU6 (hardtanh) is annotated as one pattern, as ExecuTorch already does for conv + ReLU: the conv
   output is quantized once, after the clamp, and XNNPACK fuses the clamp into the int8 conv. Without it
   MobileNetV2 kept 35 separate clamps and each conv output was quantized on its unclamped range.
+- ExecuTorch turns every scalar of an add or mul into a float32 tensor before annotating, integer arithmetic
+  included; position ids and mask indices (transformers' BERT) then became floats and calibration died in
+  aten.index. Those constants keep the integer dtype the graph computes in.
 """
 from __future__ import annotations
 
@@ -32,6 +35,12 @@ def quantizer_class():
                 annotate_conv_clamp(model, self.global_config, clamps=clamps, keep=self._global_filter())
             return super().annotate(model)  # its annotators skip the nodes annotated here
 
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().transform_for_annotation(model)
+            if keep_integer_constants(model):
+                model.recompile()
+            return model
+
         def _global_filter(self):
             """The nodes the global config covers: the filter's, outside modules with their own config."""
             from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
@@ -40,6 +49,26 @@ def quantizer_class():
             return lambda node: (self.filter_fn is None or self.filter_fn(node)) and not any(f(node) for f in own)
 
     return PostTrainingXNNPACKQuantizer
+
+
+def keep_integer_constants(model) -> int:
+    """Cast each float constant that feeds only integer adds and muls (by the graph's own dtypes) to that integer
+    dtype, in place. Returns how many were cast."""
+    import torch
+
+    cast = 0
+    for node in model.graph.nodes:
+        value = getattr(model, node.target, None) if node.op == "get_attr" else None
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or not node.users:
+            continue
+        wanted = {u.meta["val"].dtype for u in node.users if isinstance(u.meta.get("val"), torch.Tensor)}
+        if len(wanted) != 1 or len(wanted) != len(node.users) or next(iter(wanted)).is_floating_point:
+            continue
+        value = value.to(next(iter(wanted)))
+        model.register_buffer(node.target, value)
+        node.meta["val"] = node.meta["val"].fake_mode.from_tensor(value, static_shapes=True)
+        cast += 1
+    return cast
 
 
 def annotate_conv_clamp(model, config, *, clamps, keep=None) -> int:
