@@ -96,3 +96,22 @@ def test_the_search_tries_only_the_steps_that_could_reach_the_budget(short_db, e
     assert next(plans) == search.STATIC
     names = ["static"] + ["bias" if p.bias_corrected else p.activations for p in plans]
     assert names == expected
+
+
+def test_a_step_that_raises_is_a_row_and_the_search_goes_on(cli, digit_images, monkeypatch):
+    """NNCF's bias correction raised IndexError on a 1-D conv pitch model and ended the whole run (exit 4); now that
+    step is a row with its reason, and the next step is tried and kept."""
+    from deploytool.quantize import bias
+
+    def raising(*args, **kwargs):
+        raise IndexError("list assignment index out of range")
+
+    monkeypatch.setattr(bias, "nncf_available", lambda: True)
+    monkeypatch.setattr(bias, "quantize_bias_corrected", raising)
+    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.3",
+        "--min-sqnr", str(NEAR_STATIC_DB))
+    steps = _record(cli.folder)["recipe"]["search"]["steps"]
+    failed = [s for s in steps if s["error"]]
+    assert [s["name"] for s in failed] == ["static int8, bias-corrected (NNCF)"], steps
+    assert failed[0]["error"] == "IndexError: list assignment index out of range" and failed[0]["sqnr_db"] is None
+    assert steps[-1]["activations"] == "dynamic" and steps[-1]["met"]

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from deploytool.config import Activations, QuantConfig
-from deploytool.errors import DeployError
+from deploytool.errors import DeployError, QuantizeError
 from deploytool.quantize.session import Cost, Plan
 
 log = logging.getLogger("deploytool")
@@ -46,7 +47,7 @@ class Step:
     """One variant the search tried."""
 
     name: str  # Plan.name: "static int8", "static int8, dynamic: features.1.conv.0.0", "dynamic int8"
-    sqnr_db: float  # worst output, vs eager on the held-out samples
+    sqnr_db: float | None  # worst output, vs eager on the held-out samples; None when the step failed
     top1_agreement: float | None  # on decisive samples (deploytool.parity)
     task: dict[str, Any] | None  # the task metric, when there is one
     met: bool
@@ -54,6 +55,7 @@ class Step:
     latency_ms: float | None = None  # measured for the variants that could be kept: the search stops there
     size_bytes: int | None = None
     activations: str = "static"  # static, mixed or dynamic
+    error: str | None = None  # why the step could not be built or judged: a row, and the search goes on
 
     def line(self) -> str:
         """One line per step, as the search prints it.
@@ -61,6 +63,8 @@ class Step:
         >>> Step("static int8", 14.7, 0.92, None, False, ("SQNR 14.7 dB < 20.0 dB",)).line()
         'static int8: SQNR 14.7 dB, top-1 agreement 0.920 -> misses SQNR 14.7 dB < 20.0 dB'
         """
+        if self.error:
+            return f"{self.name}: failed ({self.error}); the search goes on"
         parts = [f"SQNR {self.sqnr_db:.1f} dB"]
         if self.top1_agreement is not None:
             parts.append(f"top-1 agreement {self.top1_agreement:.3f}")
@@ -130,13 +134,18 @@ def order(recipe: QuantConfig, sensitive: Callable[[], tuple[str, ...]], tried: 
         yield DYNAMIC if recipe.activations is Activations.DYNAMIC else STATIC
         return
     yield STATIC
-    short = budget_of(recipe)["min_sqnr_db"] - tried[0].step.sqnr_db  # how far static int8 is from the budget
+    static = tried[0].step.sqnr_db  # None: static int8 failed, so the steps built on it cannot help either
+    short = math.inf if static is None else budget_of(recipe)["min_sqnr_db"] - static  # how far from the budget
     if short <= BIAS_GAIN_DB:
         from deploytool.quantize.bias import nncf_available
 
         if nncf_available():
             yield BIAS_CORRECTED
-    layers = sensitive() if short <= MIX_GAIN_DB else ()
+    try:
+        layers = sensitive() if short <= MIX_GAIN_DB else ()
+    except Exception as exc:  # the layer ranking runs the model again: its failure skips the mix, not the search
+        log.warning("search: no mixed variant: ranking the layers failed (%s)", failure_reason(exc))
+        layers = ()
     if layers:
         yield Plan(dynamic=layers)
     yield DYNAMIC
@@ -168,21 +177,40 @@ def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callab
     tried: list[Tried] = []
 
     def attempt(plan: Plan) -> bool:
-        program = build(plan)
-        tried.append(Tried(plan, judge(plan, *compare(program.program), budget), program))
-        log.info("search: %s", tried[-1].step.line())
-        return tried[-1].step.met
+        try:
+            program = build(plan)
+            step = judge(plan, *compare(program.program), budget)
+        except Exception as exc:  # NNCF, torchao and the runtimes raise anything; one step is one row
+            log.debug("search step %s failed", plan.name, exc_info=True)
+            program, step = None, Step(plan.name, None, None, None, False, activations=plan.activations,
+                                       error=failure_reason(exc))
+            log.warning("search: %s", step.line())
+        else:
+            log.info("search: %s", step.line())
+        tried.append(Tried(plan, step, program))
+        return step.met
 
     for plan in order(recipe, sensitive, tried):
         if attempt(plan):
             break
     if tried[-1].plan.dynamic and tried[-1].step.met:
         attempt(DYNAMIC)  # the mix may cost more than dynamic everywhere: measure both
-    kept = _cheapest(tried, cost)
+    if all(t.program is None for t in tried):
+        raise QuantizeError("No int8 variant could be built: " + "; ".join(t.step.line() for t in tried),
+                            hint="Run with -v for each step's traceback; --precision fp32 exports without int8.")
+    kept = _cheapest([t for t in tried if t.program is not None], cost)
     if not kept.step.met:
         log.warning("no int8 variant met the budget (%s); kept %s at %.1f dB",
                     ", ".join(f"{k} {v}" for k, v in budget.items()), kept.step.name, kept.step.sqnr_db)
     return SearchResult(kept.program, kept.plan, [t.step for t in tried], budget)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a failed step: a DeployError's message, else the exception's type and first line."""
+    if isinstance(exc, DeployError):
+        return exc.message
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 def _cheapest(tried: list[Tried], cost: Cost | None) -> Tried:
@@ -196,13 +224,14 @@ def _cheapest(tried: list[Tried], cost: Cost | None) -> Tried:
     for position, candidate in enumerate(ranked):
         try:
             latency, size = cost(candidate.program.program)
-        except DeployError as exc:
+        except Exception as exc:  # lowering or running the .pte can raise anything (a delegate's execute error)
             if position == len(ranked) - 1 and not measured:
-                raise
-            log.warning("search: %s: its .pte could not be built (%s); trying the next variant", candidate.step.name,
-                        exc.message)
+                raise exc if isinstance(exc, DeployError) else QuantizeError(
+                    f"The .pte of {candidate.step.name} could not be built or run: {failure_reason(exc)}") from exc
+            log.warning("search: %s: its .pte could not be built or run (%s); trying the next variant",
+                        candidate.step.name, failure_reason(exc))
             candidate.step = dataclasses.replace(candidate.step, met=False, missed=(
-                *candidate.step.missed, f"its .pte could not be built: {exc.message}"))
+                *candidate.step.missed, f"its .pte could not be built or run: {failure_reason(exc)}"))
             continue
         candidate.step = dataclasses.replace(candidate.step, latency_ms=round(latency, 4), size_bytes=size)
         measured.append(candidate)

@@ -85,12 +85,13 @@ def _search_table(search: dict[str, Any] | None) -> list[str]:
             "<th>.pte ms</th><th>.pte MB</th><th>verdict</th></tr>"]
     for step in search["steps"]:
         task = step["task"]
-        cells = [_e(step["name"]), f"{step['sqnr_db']:.1f}",
+        cells = [_e(step["name"]), "-" if step["sqnr_db"] is None else f"{step['sqnr_db']:.1f}",
                  "-" if step["top1_agreement"] is None else f"{step['top1_agreement']:.3f}",
                  _e(f"{task['metric']} {task['artifact']:.2%} (eager {task['eager_fp32']:.2%})") if task else "-",
                  "-" if step["latency_ms"] is None else f"{step['latency_ms']:.2f}",
                  "-" if step["size_bytes"] is None else f"{step['size_bytes'] / 1e6:.2f}",
-                 "meets the budget" if step["met"] else _e("misses " + "; ".join(step["missed"]))]
+                 "meets the budget" if step["met"] else
+                 _e(f"failed: {step['error']}" if step.get("error") else "misses " + "; ".join(step["missed"]))]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return rows + ["</table>"]
 
