@@ -129,7 +129,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     """
     from deploytool.crosscheck import references_for
     from deploytool.errors import StageError
-    from deploytool.export import FORMATS, Artifact
+    from deploytool.export import FORMATS, Artifact, NotBuilt
     from deploytool.report import not_built
     from deploytool.steps.export import build, copy_artifact, cross_matrix, programs_for, write_target_files
     from deploytool.steps.quantize import x86_int8_program
@@ -160,9 +160,15 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
                     failed[fmt] = exc
             if fmt in failed:
                 target_reports.append(not_built(failed[fmt], model=config.model, target=target, format=fmt,
-                                                precision=programs.precision, folder=folder))
+                                                precision=programs.precision,
+                                                path=folder / FORMATS.get(fmt).meta["file"]))
                 continue
             for artifact in artifacts:
+                if isinstance(artifact, NotBuilt):
+                    target_reports.append(not_built(artifact.error, model=config.model, target=target,
+                                                    format=artifact.format, precision=artifact.precision,
+                                                    path=folder / artifact.path.name))
+                    continue
                 # Named with its target: android's and ios's copies of one .pte each run in the runtime.
                 log.info("verifying %s/%s in %s", target, artifact.path.name,
                          FORMATS.get(artifact.format).meta["runtime"])
@@ -195,7 +201,10 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     from deploytool.crosscheck import references_for
     from deploytool.errors import UsageError
     from deploytool.registry import ALL_TARGETS
-    from deploytool.steps.check import artifact_of, native_runner_for, recorded_delegations, verify_native
+    from deploytool.errors import StageError
+    from deploytool.report import not_built
+    from deploytool.steps.check import (artifact_of, changed_since_export, native_runner_for, recorded_delegations,
+                                        verify_native)
     from deploytool.steps.export import cross_matrix
     from deploytool.steps.quantize import x86_int8_program
 
@@ -211,7 +220,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     if native:
         native_runner_for(manifests)
     prepared = prepared or prepare(config)
-    int8 = any(a["precision"] == "int8" for m in manifests.values() for a in m["artifacts"])
+    int8 = any(a["precision"] == "int8" for m in manifests.values() for a in m["artifacts"] + m.get("not_built", []))
     quant = quantize(config, prepared) if int8 else None
     references = references_of(prepared, quant)
     samples = [batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
@@ -220,8 +229,18 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     for folder, manifest in manifests.items():
         target_reports = per_target[folder] = []
         delegations = recorded_delegations(folder)
+        for entry in manifest.get("not_built", []):  # promised by the export, never built: still a failure
+            target_reports.append(not_built(StageError(entry["error"], hint=entry.get("hint")), model=config.model,
+                                            target=folder.name, format=entry["format"],
+                                            precision=entry["precision"], path=folder / Path(entry["file"]).name))
         for entry in manifest["artifacts"]:
             artifact = artifact_of(folder, entry, delegations)
+            changed = changed_since_export(artifact, entry)
+            if changed:
+                target_reports.append(not_built(changed, model=config.model, target=folder.name,
+                                                format=artifact.format, precision=artifact.precision,
+                                                path=artifact.path))
+                continue
             own = references_for(artifact, references, prepared=prepared, samples=samples,
                                  timeout_s=config.parity.timeout_s, x86_int8=lambda: x86_int8_program(prepared))
             verify_args = dict(target=folder.name, samples=samples, references=own, config=config,

@@ -96,8 +96,8 @@ def _demo_target(plan: dict[str, tuple[str, ...]], into: Path) -> str:
 
 
 def show_reports(reports, *, as_json: bool) -> None:
-    """Table (or JSON) on stdout; exit 1 when any artifact failed its checks, 4 when the only failures are
-    formats that could not be built."""
+    """Table (or JSON) on stdout; exit 1 when any artifact failed its checks or could not be built, 4 when a
+    target got nothing built at all."""
     from deploytool.crosscheck import matrix
     from deploytool.report import cross_table, details, summary_table
 
@@ -108,16 +108,32 @@ def show_reports(reports, *, as_json: bool) -> None:
         click.echo(summary_table(reports))
         click.echo("\n" + cross_table(matrix(reports)))
         click.echo(details(reports))
+    raise_for_failures(reports)
+
+
+def raise_for_failures(reports) -> None:
+    """ParityFailed (exit 1) naming each failed artifact, or StageError (exit 4) when a target got no artifact
+    built; nothing when every artifact passed. A format that could not be built is a failed artifact."""
     failed = [r for r in reports if not r.passed]
-    unbuilt = [r for r in failed if r.build_error]
-    if unbuilt and len(unbuilt) == len(failed):  # what was built passed: exit 4, as for any failed lowering
+    if not failed:
+        return
+    empty = [t for t in dict.fromkeys(r.target for r in reports)
+             if all(r.build_error for r in reports if r.target == t)]
+    if empty:
+        unbuilt = [r for r in reports if r.target in empty]
         names = ", ".join(f"{r.format} for {r.target}" for r in unbuilt)
-        others = " The other artifacts are written, verified and listed in manifest.json." if len(failed) < len(
-            reports) else ""
-        raise StageError(f"Could not build {names}: {unbuilt[0].build_error}.{others}", hint=unbuilt[0].build_hint)
-    if failed:
-        names = ", ".join(f"{r.target} ({r.artifact_path})" + (f": {r.shortfall}" if r.shortfall else "")
-                          for r in failed)
-        raise ParityFailed(f"Parity failed for {names}; the artifacts are kept and flagged in report.json.",
-                           hint="See the checklist above; `deploytool quantize` with more calibration data, or "
-                                "--precision fp32, are the usual next steps.")
+        others = (" The other artifacts are written, verified and listed in manifest.json."
+                  if len(unbuilt) < len(reports) else "")
+        raise StageError(f"Could not build {names}: {unbuilt[0].build_error}. Nothing was built for "
+                         f"{', '.join(empty)}.{others}", hint=unbuilt[0].build_hint)
+    names = ", ".join(f"{r.target} ({r.artifact_path.name}" + (": not built" if r.build_error else "") + ")"
+                      + (f": {r.shortfall}" if r.shortfall else "") for r in failed)
+    int8 = any(r.precision == "int8" and not r.build_error for r in failed)
+    hint = ("See the checklist above. " + ("For int8: `deploytool quantize` with more calibration data or a quality "
+                                           "budget (--min-sqnr), or --precision fp32. " if int8 else "") +
+            ("An fp32 artifact that differs from eager is a lowering or runtime problem, not a quantization one: "
+             "`deploytool inspect` shows what the artifact holds. " if any(r.precision == "fp32" and not r.build_error
+                                                                          for r in failed) else "") +
+            ("A format that could not be built says why under its row." if any(r.build_error for r in failed)
+             else "")).strip()
+    raise ParityFailed(f"Parity failed for {names}; the artifacts are kept and flagged in report.json.", hint=hint)

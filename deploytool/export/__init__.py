@@ -48,6 +48,17 @@ class Artifact:
     fp32_bytes: int | None = None
 
 
+@dataclass(frozen=True)
+class NotBuilt:
+    """An artifact a writer was asked for and could not make (model.int8.onnx when onnxruntime's quantizer fails):
+    a failed row of the report, while the writer's other artifacts ship."""
+
+    path: Path  # the file it would have been
+    format: str
+    precision: str
+    error: Any  # the StageError that stopped it
+
+
 class Programs:
     """What the writers lower from: the fp32 and (when quantized) int8 programs, static at batch 1."""
 
@@ -160,16 +171,22 @@ def save_program(program: Any, path: Path) -> None:
 
 FORMATS = Registry("format")
 FORMATS.register("pte", "deploytool.export.executorch:write_pte", runtime="ExecuTorch runtime (XNNPACK)",
+                 file="model.pte",
                  summary="ExecuTorch program for the Android and iOS libraries")
 FORMATS.register("bpte", "deploytool.export.bundled:write_bpte",
                  runtime="ExecuTorch runtime (bundled-program verify + XNNPACK)",
+                 file="model.bpte",
                  summary="ExecuTorch BundledProgram: the .pte plus held-out inputs and expected outputs for "
                          "on-device self-verification")
 FORMATS.register("onnx", "deploytool.export.onnx:write_onnx", runtime="onnxruntime (CPU EP)",
+                 file="model.onnx",
                  summary="model.onnx (fp32) and, when int8, model.int8.onnx (QDQ, onnxruntime static quantization)")
 FORMATS.register("torchscript", "deploytool.export.torchscript:write_torchscript", runtime="torch.jit.load",
+                 file="model.pt",
                  summary="TorchScript model.pt (fp32) for libtorch / Python servers")
 FORMATS.register("ptl", "deploytool.export.torchscript:write_ptl", runtime="PyTorch Mobile lite interpreter",
+                 file="model.ptl",
                  summary="legacy PyTorch Mobile model.ptl (fp32); deprecated in favour of ExecuTorch .pte")
 FORMATS.register("aoti", "deploytool.export.aoti:write_aoti", runtime="AOTInductor (aoti_load_package)",
+                 file="model.pt2",
                  summary="AOTInductor package model.pt2 (fp32) and, when int8, model.int8.pt2 (X86 Inductor int8)")

@@ -5,15 +5,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploytool.errors import LowerError
-from deploytool.export import Artifact, Programs
+from deploytool.errors import LowerError, StageError
+from deploytool.export import Artifact, NotBuilt, Programs
 from deploytool.fsutil import atomic_write_bytes
 
 
 OPSET = 18  # the dynamo exporter's own default; onnxruntime >= 1.16 runs it, QDQ per-channel needs >= 13
 
 
-def write_onnx(programs: Programs, folder: Path) -> list[Artifact]:
+def write_onnx(programs: Programs, folder: Path) -> list[Artifact | NotBuilt]:
     """`model.onnx` (fp32) and, when the run is int8, `model.int8.onnx` calibrated on the same split as PT2E.
 
     >>> [a.path.name for a in write_onnx(programs, Path("build/server"))]
@@ -31,7 +31,10 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact]:
     if programs.precision == "int8":
         started = time.perf_counter()
         recipe = prepared.config.quantize
-        int8_bytes = programs.onnx_int8(fp32_path)
+        try:
+            int8_bytes = programs.onnx_int8(fp32_path)
+        except StageError as exc:  # the fp32 model is built: it is verified and listed, the int8 one is a row
+            return [*artifacts, NotBuilt(folder / "model.int8.onnx", "onnx", "int8", exc)]
         int8_path = atomic_write_bytes(folder / "model.int8.onnx", int8_bytes)
         artifacts.append(Artifact(int8_path, "onnx", "int8", seconds=time.perf_counter() - started,
                                   fp32_bytes=len(fp32_bytes), notes=(

@@ -77,15 +77,16 @@ class ArtifactReport:
         }
 
 
-def not_built(error, *, model: str, target: str, format: str, precision: str, folder: Path) -> ArtifactReport:
-    """The row of a format whose writer raised `error` (a DeployError): it fails, and says why and what next.
+def not_built(error, *, model: str, target: str, format: str, precision: str, path: Path) -> ArtifactReport:
+    """The row of an artifact at `path` that could not be built (`error`, a DeployError): it fails, and says why
+    and what next.
 
     >>> not_built(LowerError("Lowering failed", hint="-v"), model="m.py:build", target="android", format="pte",
-    ...           precision="int8", folder=Path("build/deploytool/android")).passed
+    ...           precision="int8", path=Path("build/deploytool/android/model.pte")).passed
     False
     """
     return ArtifactReport(model=model, target=target, format=format, precision=precision,
-                          artifact_path=folder / format, size_bytes=0, sha256="", delegation=None, comparisons=[],
+                          artifact_path=path, size_bytes=0, sha256="", delegation=None, comparisons=[],
                           run_error=None, build_error=error.message, build_hint=error.hint)
 
 
@@ -131,7 +132,7 @@ def summary_table(reports: list[ArtifactReport]) -> str:
         # A file run by a second runtime (check --native) gets that runtime's name, so the two rows differ.
         name = r.artifact_path.name if r.format in FORMATS else f"{r.artifact_path.name} [{r.format}]"
         if r.build_error:
-            name = f"{r.format} (not built)"
+            name = f"{r.artifact_path.name} (not built)"
         eager = r.vs_eager()
         first = eager.outputs[0] if eager else None
         delegated = f"{r.delegation.share:.0%}" if r.delegation else "-"
@@ -179,7 +180,7 @@ def details(reports: list[ArtifactReport]) -> str:
         if r.run_error:
             lines.append(f"  [FAIL] the artifact did not run: {r.run_error}")
         if r.build_error:
-            lines.append(f"  [FAIL] {r.format} could not be built: {r.build_error}")
+            lines.append(f"  [FAIL] {r.artifact_path.name} ({r.format}) could not be built: {r.build_error}")
             lines.extend([f"  hint: {r.build_hint}"] if r.build_hint else [])
         if r.size_error:
             lines.append(f"  [FAIL] {r.size_error}")

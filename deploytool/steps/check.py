@@ -52,12 +52,32 @@ def verify_native(artifact: Artifact, python: ArtifactReport, **verify_args) -> 
 
 
 def artifact_of(folder: Path, entry: dict[str, Any], delegations: dict[str, Any]) -> Artifact:
-    """A manifest entry as the Artifact to verify, once its file and companions match their recorded sha256."""
-    path = folder / entry["file"]
-    companions = {folder / name: digest for name, digest in entry.get("companions", {}).items()}
-    for file, digest in {path: entry["sha256"], **companions}.items():
-        if not file.is_file() or sha256_file(file) != digest:
-            raise ParityFailed(f"{file} is missing or differs from the sha256 in its manifest; it changed "
-                               "after export.", hint="Re-run `deploytool export`.")
+    """A manifest entry as the Artifact to verify. Its file and companions must lie inside `folder` (a manifest
+    naming ../../etc/hostname, or an AOTInductor .so elsewhere, is refused: exit 2)."""
+    path = inside(folder, entry["file"])
+    companions = tuple(inside(folder, name) for name in entry.get("companions", {}))
     return Artifact(path, entry["format"], entry["precision"], delegations.get(entry["sha256"]),
-                    companions=tuple(companions))
+                    companions=companions)
+
+
+def changed_since_export(artifact: Artifact, entry: dict[str, Any]) -> ParityFailed | None:
+    """Why the artifact cannot be checked (a file missing, or not the bytes the manifest recorded), else None."""
+    recorded = {artifact.path: entry["sha256"],
+                **{artifact.path.parent / name: digest for name, digest in entry.get("companions", {}).items()}}
+    for file, digest in recorded.items():
+        if not file.is_file():
+            return ParityFailed(f"{file} is missing; the manifest lists it.", hint="Re-run `deploytool export`.")
+        if sha256_file(file) != digest:
+            return ParityFailed(f"{file} differs from the sha256 in its manifest; it changed after export.",
+                                hint="Re-run `deploytool export`.")
+    return None
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused unless it resolves inside `folder`."""
+    path = (folder / str(name)).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise UsageError(f"{folder / 'manifest.json'} names {name!r}, which lies outside {folder}; deploytool "
+                         "loads only files of the target folder.",
+                         hint="Re-run `deploytool export` to write a fresh manifest.")
+    return path

@@ -83,6 +83,10 @@ def references_of(prepared: Prepared, quant: QuantizeResult | None) -> Reference
 
 def copy_artifact(artifact: Artifact, folder: Path) -> Artifact:
     """A format built for one target, copied with its companions into another target's folder."""
+    from deploytool.export import NotBuilt
+
+    if isinstance(artifact, NotBuilt):  # nothing to copy: the other target gets the same failed row
+        return artifact
     path = atomic_write_bytes(folder / artifact.path.name, artifact.path.read_bytes())
     companions = tuple(atomic_write_bytes(folder / c.name, c.read_bytes()) for c in artifact.companions)
     return replace(artifact, path=path, companions=companions)
@@ -101,28 +105,30 @@ def write_target_files(prepared: Prepared, folder: Path, target: str, reports: l
     extra = {"calibration": calibration_summary(prepared),
              "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
              "quantization": quant.recipe if quant else None}
-    written = [r for r in reports if not r.build_error]
-    if written:  # the manifest lists files an app can load; a format not built has none
-        atomic_write_json(folder / "manifest.json", manifest(prepared, written))
+    atomic_write_json(folder / "manifest.json", manifest(prepared, reports))
     atomic_write_json(folder / "report.json", target_report(reports, target=target, extra=extra))
 
 
 def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
-    """What an app needs to run the artifacts. No timestamps: the same inputs give the same bytes."""
+    """What an app needs to run the artifacts: the files it can load, and (for `check`) what the export was asked
+    for and could not build. No timestamps: the same inputs give the same bytes."""
     from deploytool.config import to_plain
 
-    shapes = prepared.eager_outputs_shape()
+    built = [r for r in reports if not r.build_error]
     artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision,
-                  **({"companions": r.companions} if r.companions else {})} for r in reports]
+                  **({"companions": r.companions} if r.companions else {})} for r in built]
+    first = ({**artifacts[0], "backend": "xnnpack"} if built[0].format == "pte" else artifacts[0]) if built else None
     return {
         "schema": "deploytool.manifest/1",
         "model": prepared.config.model,
         **({"weights": str(prepared.config.path(prepared.config.weights))} if prepared.config.weights else {}),
         "inputs_hash": prepared.inputs_hash(Precision(reports[0].precision)),
-        "artifact": {**artifacts[0], "backend": "xnnpack"} if reports[0].format == "pte" else artifacts[0],
+        "artifact": first,  # the one an app loads; None when nothing could be built
         "artifacts": artifacts,
+        "not_built": [{"file": r.artifact_path.name, "format": r.format, "precision": r.precision,
+                       "error": r.build_error, "hint": r.build_hint} for r in reports if r.build_error],
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in prepared.inputs],
-        "outputs": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(prepared.output_names, shapes)],
+        "outputs": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(prepared.output_names, prepared.output_shapes)],
         "preprocess": {"kind": "image", **to_plain(prepared.preprocess)} if is_image_data(prepared) else None,
         "labels": list(prepared.config.labels or prepared.split.calibration.labels or prepared.loaded.labels) or None,
         "versions": versions(),

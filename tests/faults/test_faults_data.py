@@ -87,7 +87,7 @@ CASES = [
     pytest.param("model.py:build", lambda d: _npy(d, np.zeros((1, 4), np.float32)),
                  ("holds 1 sample(s); at least 2 are needed",), id="one-sample"),
     pytest.param("model.py:two_inputs", lambda d: np.savez(d / "pair.npz", a=np.zeros((8, 4)), b=np.zeros((8, 4)))
-                 or "pair.npz", ("holds arrays ['a', 'b']", "missing ['x', 'y']"), id="npz-names-mismatch"),
+                 or "pair.npz", ("names arrays 'a', 'b', which forward() does not take", "(missing: x, y)"), id="npz-names-mismatch"),
     pytest.param("model.py:two_inputs", lambda d: np.savez(d / "pair.npz", x=np.zeros((8, 4)), y=np.zeros((6, 4)))
                  or "pair.npz", ("different sample counts",), id="npz-sample-counts-differ"),
     pytest.param("model.py:build", lambda d: _pickled_pt(d / "calib.pt") or "calib.pt",

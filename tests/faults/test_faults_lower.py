@@ -69,10 +69,28 @@ def test_a_format_that_cannot_be_built_is_a_row_and_the_others_are_written(fault
     (row,) = server["artifacts"]
     assert (row["format"], row["file"], row["passed"], server["passed"]) == ("onnx", None, False, False)
     assert "dynamic batch" in row["build"]["error"] and "dynamic_batch = false" in row["build"]["hint"]
-    assert not (out / "server" / "manifest.json").exists()  # it lists loadable files, and there are none
+    # Nothing loadable for server, and `check` must still see what the export was asked for and could not build.
+    server_manifest = json.loads((out / "server" / "manifest.json").read_text())
+    assert server_manifest["artifacts"] == [] and server_manifest["artifact"] is None
+    assert [(m["file"], m["format"]) for m in server_manifest["not_built"]] == [("model.onnx", "onnx")]
     table_row = next(line for line in result.stdout.splitlines() if line.split()[1:2] == ["server"])
     assert "onnx (not built)" in table_row and "NOT BUILT" in table_row
-    assert "[FAIL] onnx could not be built" in result.stdout
+    assert "[FAIL] model.onnx (onnx) could not be built" in result.stdout
     # Each build says when it starts and how long it took, on stderr.
     assert "building pte for android\n" in result.stderr and "building pte for android: done in" in result.stderr
     assert "building onnx for server: failed after" in result.stderr
+
+
+def test_check_after_an_export_with_a_format_not_built_exits_like_the_export(fault, project):
+    """The CI gate must notice what the export could not build: `check` read the manifest's built files only and
+    exited 0 after `export` had exited 4."""
+    from deploytool.errors import StageError
+    from faultkit import MODELS
+
+    (project / "model.py").write_text(MODELS + BATCH_ONE)
+    (project / "deploytool.toml").write_text("dynamic_batch = true\n")
+    args = ("--model", "model.py:batch_one", "--calib", "calib.npy", "--target", "android,server")
+    fault("export", *args, "--precision", "fp32", "--format", "pte,onnx", error=StageError, exit_code=4,
+          fragments=("Could not build onnx for server",))
+    result = fault("check", *args, error=StageError, exit_code=4, fragments=("Could not build onnx for server",))
+    assert "model.pte" in result.stdout and "PASS" in result.stdout
