@@ -99,6 +99,9 @@ def test_input_shape_flag_parses_to_inputs_tables_and_says_where_the_toml_form_i
     assert parse_input_shapes(("ids:1,128", "mask:1x128")) == [{"name": "ids", "shape": [1, 128]},
                                                                  {"name": "mask", "shape": [1, 128]}]
     assert parse_input_shapes(()) is None
+    assert parse_input_shapes(("input_ids:1,32:int64",)) == [{"name": "input_ids", "shape": [1, 32], "dtype": "int64"}]
+    assert "unknown dtype 'int63'. Did you mean 'int64'?" in cli("quantize", "--model", "zoo:digits", "--input-shape",
+                                                                  "ids:1,32:int63", expect=2).stderr
     assert "[[inputs]]" in cli("quantize", "--help").stdout and "--input-shape" in cli("export", "--help").stdout
     result = cli("quantize", "--model", "zoo:digits", "--input-shape", "1,three,8,8", expect=2)
     assert "--input-shape '1,three,8,8' is not a shape" in result.stderr and "[[inputs]]" in result.stderr

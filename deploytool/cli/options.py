@@ -27,11 +27,11 @@ def project_options(function):
         click.option("--calib-limit", type=int, help="Use at most this many calibration samples [default: 256]."),
         click.option("--holdout", type=float, help="Share of samples held out for parity, never calibrated on "
                                                     "[default: 0.2]."),
-        click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME:]D,D,...",
+        click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME:]D,D,...[:DTYPE]",
                      help="The model's input shape, batch first, e.g. 1,3,160,160 (x:1,3,160,160 names the forward() "
-                          "argument; repeat for several inputs; float32). Replaces the [[inputs]] tables of "
-                          "deploytool.toml, where dtype can be set too [default: from the zoo entry or the first "
-                          "sample]."),
+                          "argument; input_ids:1,32:int64 sets the dtype, float32 by default; repeat for several "
+                          "inputs). Replaces the [[inputs]] tables of deploytool.toml [default: from the zoo entry "
+                          "or the first sample]."),
         click.option("--output", help="Output folder [default: build/deploytool]."),
         click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout."),
     ]
@@ -41,23 +41,30 @@ def project_options(function):
 def parse_input_shapes(values: tuple[str, ...]) -> list[dict[str, Any]] | None:
     """--input-shape values as [[inputs]] tables; a blank name is filled from forward()'s arguments, in order.
 
-    >>> parse_input_shapes(("x:1,3,160,160",))
-    [{'name': 'x', 'shape': [1, 3, 160, 160]}]
+    >>> parse_input_shapes(("x:1,3,160,160", "input_ids:1,32:int64"))
+    [{'name': 'x', 'shape': [1, 3, 160, 160]}, {'name': 'input_ids', 'shape': [1, 32], 'dtype': 'int64'}]
     """
-    from deploytool.errors import UsageError
+    from deploytool.config import DTYPES
+    from deploytool.errors import UsageError, did_you_mean
 
     tables = []
     for value in values:
-        name, _, dims = value.rpartition(":")
+        parts = value.split(":")
+        last = parts[-1]
+        dtype = parts.pop() if len(parts) > 1 and "," not in last and not last.replace("x", "").isdigit() else None
+        if dtype is not None and dtype not in DTYPES:
+            raise UsageError(f"--input-shape {value!r}: unknown dtype '{dtype}'. {did_you_mean(dtype, DTYPES)}")
+        name, dims = (":".join(parts[:-1]), parts[-1]) if parts else ("", "")
         try:
             shape = [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
         except ValueError:
             shape = []
         if not shape or min(shape) < 1:
             raise UsageError(f"--input-shape {value!r} is not a shape of positive sizes.",
-                             hint="e.g. --input-shape 1,3,160,160, or x:1,3,160,160 for the forward() argument x; "
-                                  "the TOML form is [[inputs]] with name, shape and dtype in deploytool.toml.")
-        tables.append({"name": name.strip(), "shape": shape})
+                             hint="e.g. --input-shape 1,3,160,160, x:1,3,160,160 for the forward() argument x, or "
+                                  "input_ids:1,32:int64 with a dtype; the TOML form is [[inputs]] with name, shape "
+                                  "and dtype in deploytool.toml.")
+        tables.append({"name": name.strip(), "shape": shape, **({"dtype": dtype} if dtype else {})})
     return tables or None
 
 

@@ -102,7 +102,7 @@ def cross_matrix(reports: list[ArtifactReport]) -> list[dict[str, Any]]:
 def write_target_files(prepared: Prepared, folder: Path, target: str, reports: list[ArtifactReport],
                         quant: QuantizeResult | None, cross: list[dict[str, Any]]) -> None:
     """A target's manifest.json (when anything was built) and report.json, with the whole run's cross matrix."""
-    extra = {"calibration": calibration_summary(prepared),
+    extra = {"calibration": calibration_summary(prepared), "model_adapted": list(prepared.notes),
              "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
              "quantization": quant.recipe if quant else None}
     atomic_write_json(folder / "manifest.json", manifest(prepared, reports))
@@ -128,7 +128,8 @@ def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
         "not_built": [{"file": r.artifact_path.name, "format": r.format, "precision": r.precision,
                        "error": r.build_error, "hint": r.build_hint} for r in reports if r.build_error],
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in prepared.inputs],
-        "outputs": [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(prepared.output_names, prepared.output_shapes)],
+        "outputs": [{"name": n, "shape": list(s), "dtype": "float32"}
+                    for n, s in zip(prepared.output_names, prepared.output_shapes)],
         "preprocess": {"kind": "image", **to_plain(prepared.preprocess)} if is_image_data(prepared) else None,
         "labels": list(prepared.config.labels or prepared.split.calibration.labels or prepared.loaded.labels) or None,
         "versions": versions(),
