@@ -85,21 +85,34 @@ class Prepared:
 
     def truths(self) -> list[Any]:
         """Per held-out sample, what the task metric scores against: the zoo entry's truth (label_of), else the
-        class label from the data, else None."""
-        label_of = getattr(self.loaded.zoo_entry, "label_of", None)
-        return [label_of(ref) if label_of else ref.label for ref, _ in self.held_out()]
+        row of the data's `targets` array, else the class label from an image folder, else None."""
+        if "truths" not in self.memo:
+            from deploytool.data.arrays import targets_of
+
+            label_of = getattr(self.loaded.zoo_entry, "label_of", None)
+            refs = [ref for ref, _ in self.held_out()]
+            targets = targets_of(refs) if label_of is None else [None] * len(refs)
+            self.memo["truths"] = [label_of(ref) if label_of else target if target is not None else ref.label
+                                   for ref, target in zip(refs, targets)]
+        return self.memo["truths"]
 
     def task_metric(self) -> Any:
-        """The deploytool.parity.TaskMetric that decides int8 verdicts: the zoo entry's own, else top-1 accuracy
-        when the held-out samples carry labels, else None."""
-        from deploytool.parity import TaskMetric, accuracy
+        """The deploytool.parity.TaskMetric that decides int8 verdicts: the user's own (quantize.metric), else the
+        zoo entry's, else top-1 (per position for (batch, time, classes) outputs) when the held-out samples carry
+        labels or targets, else None."""
+        from deploytool.parity import TaskMetric, top1_metric
 
-        own = getattr(self.loaded.zoo_entry, "task_metric", None)
-        if own is not None:
-            return own
-        if any(t is not None for t in self.truths()):
-            return TaskMetric("top-1 accuracy", accuracy, max_drop=self.config.parity.max_accuracy_drop)
-        return None
+        if "task_metric" not in self.memo:
+            recipe = self.config.quantize
+            own = getattr(self.loaded.zoo_entry, "task_metric", None)
+            if recipe.metric:
+                from deploytool.metric import user_metric
+
+                own = user_metric(recipe.metric, base_dir=self.config.base_dir, max_drop=recipe.max_metric_drop)
+            elif own is None and any(t is not None for t in self.truths()):
+                own = top1_metric(self.output_shapes[0], max_drop=self.config.parity.max_accuracy_drop)
+            self.memo["task_metric"] = own
+        return self.memo["task_metric"]
 
     def session(self, recipe) -> Any:
         """The quantize.session.Session for `recipe`, one per run: the search, the fp32 fallback and the diagnosis
@@ -116,9 +129,15 @@ class Prepared:
         if "cache_key" not in self.memo:
             parts = {"model": self.loaded.fingerprint(), "data": self.split.calibration.fingerprint(),
                      "quantize": self.config.quantize, "inputs": self.inputs, "preprocess": self.preprocess,
-                     "batch": self.config.data.batch_size, "versions": versions()}
+                     "batch": self.config.data.batch_size, "versions": versions(), "metric": self._metric_source()}
             self.memo["cache_key"] = hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]
         return self.memo["cache_key"]
+
+    def _metric_source(self) -> str:
+        """The user's metric file's hash: a changed metric can change which variant the search keeps."""
+        metric = self.config.quantize.metric
+        file = self.config.path(metric.rpartition(":")[0]) if metric and ".py:" in metric else None
+        return hashlib.sha256(file.read_bytes()).hexdigest() if file and file.is_file() else ""
 
     def inputs_hash(self, precision: Precision) -> str:
         """What an export was made from, recorded in manifest.json: `deploytool check` re-exports when it changes.

@@ -238,6 +238,21 @@ def _import_module(name: str):
                              hint="Install the package or run from the folder that contains it.") from exc
 
 
+def load_callable(spec: str, *, base_dir: Path, what: str) -> Any:
+    """The function a `file.py:fn` or `pkg.module:fn` spec names (a file's code runs, as for a model).
+
+    >>> load_callable("metric.py:pitch_accuracy", base_dir=Path("."), what="metric").__name__
+    'pitch_accuracy'
+    """
+    file, _, name = spec.rpartition(":")
+    namespace = _import_file(base_dir / file) if file.endswith(".py") else _import_module(file)
+    function = getattr(namespace, name, None)
+    if not callable(function):
+        known = [n for n, v in vars(namespace).items() if callable(v) and not n.startswith("_")]
+        raise ModelLoadError(f"The {what} '{name}' is not a function in {file}. {did_you_mean(name, known)}")
+    return function
+
+
 def _load_factory(spec: str, namespace, factory_name: str) -> Loaded:
     import torch
 

@@ -249,6 +249,8 @@ def output_metrics(name: str, reference: list[np.ndarray], candidate: list[np.nd
     max_abs = float(np.abs(error).max())
     top1 = decisive = decisive_agreement = None
     if _is_classifier_like(reference[0]):
+        classes = np.shape(reference[0])[-1]  # one row of scores per sample, or per position of a sequence
+        ref, cand = ref.reshape(-1, classes), cand.reshape(-1, classes)
         agree = ref.argmax(1) == cand.argmax(1)
         top1 = float(np.mean(agree))
         margin = decisive_margins(ref) >= DECISIVE_MARGIN
@@ -288,17 +290,46 @@ def wilson_upper(share: float, samples: int, z: float = CONFIDENCE_Z) -> float:
 
 
 def _is_classifier_like(output: np.ndarray) -> bool:
-    """One row of scores per sample, e.g. [1, 1000] logits."""
-    shape = np.shape(output)
-    return len(shape) == 2 and shape[0] == 1 and shape[1] > 1
+    return _is_scores_shape(np.shape(output))
 
 
-def accuracy(outputs: Outputs, labels: list[int | None]) -> float | None:
-    """Top-1 accuracy of the first output against labels; None when samples carry no labels."""
-    pairs = [(o[0], y) for o, y in zip(outputs, labels) if y is not None]
-    if not pairs or not _is_classifier_like(pairs[0][0]):
+def _is_scores_shape(shape: tuple[int, ...]) -> bool:
+    """One row of scores per sample, e.g. [1, 1000] logits, or per position: [1, time, classes]."""
+    return len(shape) in (2, 3) and shape[0] == 1 and shape[-1] > 1
+
+
+def accuracy(outputs: Outputs, labels: list[Any]) -> float | None:
+    """Top-1 accuracy of the first output against labels (a class index per sample, or per position for
+    [1, time, classes] outputs, where a negative label marks padding); None when samples carry no labels.
+
+    >>> accuracy([[np.array([[0.1, 0.9]])], [np.array([[0.8, 0.2]])]], [1, 1])
+    0.5
+    """
+    hits, total = 0, 0
+    for sample, label in zip(outputs, labels):
+        if label is None or not _is_classifier_like(sample[0]):
+            continue
+        predicted = np.asarray(sample[0]).argmax(-1).reshape(-1)
+        wanted = np.asarray(label).reshape(-1)
+        if wanted.size != predicted.size:
+            return None  # targets that are not one class per row: not top-1's to score
+        counted = wanted >= 0
+        hits += int(np.sum(predicted[counted] == wanted[counted]))
+        total += int(counted.sum())
+    return hits / total if total else None
+
+
+def top1_metric(output_shape: tuple[int, ...], *, max_drop: float) -> TaskMetric | None:
+    """The built-in task metric for labelled held-out samples: top-1 accuracy for (batch, classes) outputs,
+    per-position top-1 for (batch, time, classes); None for any other output.
+
+    >>> top1_metric((1, 12, 40), max_drop=3.0).name
+    'per-position top-1 accuracy'
+    """
+    if not _is_scores_shape(tuple(output_shape)):
         return None
-    return float(np.mean([int(np.argmax(o)) == y for o, y in pairs]))
+    name = "top-1 accuracy" if len(output_shape) == 2 else "per-position top-1 accuracy"
+    return TaskMetric(name, accuracy, max_drop=max_drop)
 
 
 def task_result(metric: TaskMetric | None, eager: Outputs, candidate: Outputs, truths: list[Any]) -> TaskResult | None:

@@ -38,6 +38,12 @@ def recipe_options(function):
         click.option("--max-accuracy-drop", type=float, metavar="PTS",
                      help="Budget: at most PTS points of top-1 accuracy lost (needs labelled held-out data)."),
         click.option("--max-fp32-layers", type=int, help="Cap on layers the fallback keeps in fp32 [default: 8]."),
+        click.option("--metric", metavar="FILE.py:FN",
+                     help="Your own quality measure, fn(outputs, targets) -> share in [0, 1], higher is better; "
+                          "targets are the 'targets' array of the --calib .npz. It decides int8 verdicts and the "
+                          "search (SQNR is then shown as information). Runs that file's code."),
+        click.option("--max-metric-drop", type=float, metavar="PTS",
+                     help="Points of --metric an int8 artifact may lose against eager [default: 1]."),
     ]
     return stack(options, function)
 
@@ -59,6 +65,8 @@ def recipe_overrides(flags: dict[str, Any]) -> dict[str, Any]:
         "quantize.min_top1_agreement": flags.pop("min_top1_agreement"),
         "quantize.max_accuracy_drop": flags.pop("max_accuracy_drop"),
         "quantize.max_fp32_layers": flags.pop("max_fp32_layers"),
+        "quantize.metric": flags.pop("metric"),
+        "quantize.max_metric_drop": flags.pop("max_metric_drop"),
     }
 
 

@@ -141,6 +141,10 @@ class QuantConfig:
     max_accuracy_drop: float | None = None  # top-1 accuracy points vs eager fp32, on labelled held-out data
     max_fp32_layers: int = 8  # past a handful of fp32 layers the int8 model loses its size and speed edge
     onnx_calibration: OnnxCalibration = OnnxCalibration.MINMAX  # exact observed ranges: fastest, no clipping guess
+    # The user's own quality measure, file.py:fn or pkg.module:fn with fn(outputs, targets) -> share in [0, 1]; it
+    # decides int8 verdicts and the search, as a zoo entry's task metric does. None: top-1 where there are targets.
+    metric: str | None = None
+    max_metric_drop: float = 1.0  # points (share x 100) of that metric an int8 artifact may lose: one in a hundred
 
     def __post_init__(self) -> None:
         if not 50 < self.percentile <= 100:
@@ -151,6 +155,11 @@ class QuantConfig:
             raise ConfigError(f"quantize.min_top1_agreement = {self.min_top1_agreement}: a share in [0, 1], e.g. 0.97")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise ConfigError(f"quantize.max_accuracy_drop = {self.max_accuracy_drop}: points, at least 0, e.g. 1.0")
+        if not 0 <= self.max_metric_drop <= 100:
+            raise ConfigError(f"quantize.max_metric_drop = {self.max_metric_drop}: points in [0, 100], e.g. 1.0")
+        if self.metric is not None and ":" not in self.metric:
+            raise ConfigError(f"quantize.metric = {self.metric!r}: name a function, e.g. metric.py:pitch_accuracy "
+                              "or mypkg.metrics:accuracy")
 
     @property
     def has_budget(self) -> bool:

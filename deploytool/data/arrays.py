@@ -9,6 +9,7 @@ from deploytool.data import Arrays, Dataset, SampleRef, SampleSkipped
 from deploytool.errors import DataError
 
 ARRAY_SUFFIXES = {".npy", ".npz", ".pt"}
+TARGETS = "targets"  # the array of truths for a metric (deploytool.normalize keeps it out of the inputs)
 
 
 def array_files(paths: list[Path], input_names: tuple[str, ...], description: str) -> Dataset:
@@ -49,6 +50,27 @@ class _LastFile:
 
     def sample(self, ref: SampleRef) -> Arrays:
         return _load(ref, self.content(ref.path), self.input_names)
+
+
+def targets_of(refs: list[SampleRef]) -> list[np.ndarray | None]:
+    """Per sample, its row of the array named `targets` in its .npz (or its .pt dict's `targets`), else None:
+    the truths a metric scores the outputs against; never a model input. Each file is read once.
+
+    >>> targets_of(split.held_out.refs)[0]
+    array(440.)
+    """
+    files = _LastFile(())
+    found: list[np.ndarray | None] = []
+    for ref in refs:
+        content = files.content(ref.path) if ref.path.suffix in (".npz", ".pt") else None
+        if isinstance(content, dict) and TARGETS in content:  # .npz: every array; .pt: one sample's dict
+            value = content[TARGETS] if ref.index is None or ref.path.suffix == ".pt" else content[TARGETS][ref.index]
+        elif isinstance(content, list) and ref.index is not None and isinstance(content[ref.index], dict):
+            value = content[ref.index].get(TARGETS)
+        else:
+            value = None
+        found.append(None if value is None else np.array(value.detach().numpy() if hasattr(value, "detach") else value))
+    return found
 
 
 def _sample_count(path: Path, content) -> int | None:
@@ -95,6 +117,9 @@ def _npz_arrays(path: Path, input_names: tuple[str, ...]) -> dict[str, np.ndarra
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc}).") from None
     names = list(npz.files)
+    if not input_names:  # every array, to read the targets from (targets_of)
+        return {name: npz[name] for name in names}
+    names = [n for n in names if n != TARGETS] or names
     if len(input_names) > 1 or (input_names and len(names) > 1):
         missing = [n for n in input_names if n not in names]
         if missing:

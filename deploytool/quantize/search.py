@@ -108,14 +108,16 @@ def budget_of(recipe: QuantConfig) -> dict[str, float]:
     return budget
 
 
-def judge(plan: Plan, comparison: Any, task: Any, budget: dict[str, float]) -> Step:
+def judge(plan: Plan, comparison: Any, task: Any, budget: dict[str, float], *, sqnr_asked: bool = False) -> Step:
     """A Step from the variant's Comparison with eager (deploytool.parity.compare, with the int8 verdict's
     thresholds) and its TaskResult (or None): it meets the budget when that verdict passes and every budget item
-    holds."""
+    holds. Where a task metric decides, the default SQNR target is information; an SQNR the user asked for
+    (`sqnr_asked`) still counts."""
     sqnr = min(m.sqnr_db for m in comparison.outputs)
     agreement = comparison.outputs[0].decisive_agreement
     missed = [c.describe() for c in comparison.checks if not c.passed]
-    if sqnr < budget["min_sqnr_db"] and not any(c.name == "sqnr_db" and not c.passed for c in comparison.checks):
+    if (task is None or sqnr_asked) and sqnr < budget["min_sqnr_db"] and not any(
+            c.name == "sqnr_db" and not c.passed for c in comparison.checks):
         missed.append(f"SQNR {sqnr:.1f} dB < {budget['min_sqnr_db']:.1f} dB")
     if "min_top1_agreement" in budget and (agreement or 0.0) < budget["min_top1_agreement"]:
         missed.append(f"top-1 agreement {agreement or 0.0:.3f} < {budget['min_top1_agreement']}")
@@ -179,7 +181,7 @@ def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callab
     def attempt(plan: Plan) -> bool:
         try:
             program = build(plan)
-            step = judge(plan, *compare(program.program), budget)
+            step = judge(plan, *compare(program.program), budget, sqnr_asked=recipe.min_sqnr_db is not None)
         except Exception as exc:  # NNCF, torchao and the runtimes raise anything; one step is one row
             log.debug("search step %s failed", plan.name, exc_info=True)
             program, step = None, Step(plan.name, None, None, None, False, activations=plan.activations,

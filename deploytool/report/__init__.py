@@ -127,6 +127,9 @@ def summary_table(reports: list[ArtifactReport]) -> str:
     from deploytool.export import FORMATS
     from deploytool.runtime import failure_verdict
 
+    metric = next((r.accuracy["metric"] for r in reports if r.accuracy), None)
+    if metric:  # the task metric, under its own name, beside eager's
+        header = (*header[:-1], metric, header[-1])
     rows = [header]
     for r in reports:
         # A file run by a second runtime (check --native) gets that runtime's name, so the two rows differ.
@@ -144,9 +147,11 @@ def summary_table(reports: list[ArtifactReport]) -> str:
             parity += f" ({r.vs_eager().samples} held out, {r.held_out_min} needed)"
         if r.unverified:
             parity += " (unverified: random data)"
+        task = (f"{r.accuracy['artifact']:.1%} (eager {r.accuracy['eager_fp32']:.1%})" if r.accuracy else "-",)
         rows.append((r.model, r.target, name, r.precision, human_size(r.size_bytes), delegated,
                      f"{first.sqnr_db:.1f} dB" if first else "-",
-                     f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-", parity))
+                     f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-",
+                     *(task if metric else ()), parity))
     return columns(rows)
 
 

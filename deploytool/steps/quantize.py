@@ -223,6 +223,9 @@ def replayable(config: ProjectConfig) -> dict[str, Any]:
         plain["model"] = str(config.path(config.model))
     if config.weights:
         plain["weights"] = str(config.path(config.weights))
+    if config.quantize.metric and ".py:" in config.quantize.metric:
+        file, _, function = config.quantize.metric.partition(":")
+        plain["quantize"]["metric"] = f"{config.path(file)}:{function}"
     if config.data.calib and config.data.calib != "random":
         plain["data"]["calib"] = str(config.path(config.data.calib))
     plain["output"] = str(config.output_dir)
