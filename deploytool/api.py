@@ -169,9 +169,6 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
                                                     format=artifact.format, precision=artifact.precision,
                                                     path=folder / artifact.path.name))
                     continue
-                # Named with its target: android's and ios's copies of one .pte each run in the runtime.
-                log.info("verifying %s/%s in %s", target, artifact.path.name,
-                         FORMATS.get(artifact.format).meta["runtime"])
                 own = references_for(artifact, references, prepared=prepared, samples=samples,
                                      timeout_s=config.parity.timeout_s,
                                      x86_int8=lambda: x86_int8_program(prepared))

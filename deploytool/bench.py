@@ -15,6 +15,7 @@ artifact, sets its own thread count, and returns `measure(...)` of one inference
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -28,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from deploytool.progress import timed_stage
 from deploytool.runtime.timing import measure, set_torch_threads
+
+log = logging.getLogger("deploytool")
 
 EAGER = "eager"  # the reference row's format name: the model itself, in torch eager mode
 EAGER_BENCH = "deploytool.bench:bench_eager"
@@ -134,14 +138,18 @@ def bench(config: Any, paths: Sequence[Path] = (), *, threads: Sequence[int] = (
     with tempfile.TemporaryDirectory(prefix="deploytool-bench-") as scratch:
         spec = Path(scratch) / "model.json"
         spec.write_text(json.dumps({"model": config.model, "base_dir": str(config.base_dir), "weights": config.weights,
-                                    "trust_checkpoint": bool(config.trust_checkpoint)}))
+                                    "trust_checkpoint": bool(config.trust_checkpoint),
+                                    "inputs": [i.name for i in prepared.inputs]}))
         for count in threads:
-            eager = bench_artifact(spec, EAGER, sample, runs=runs, warmup=warmup, threads=count, precision="fp32")
+            with timed_stage(f"bench: eager ({count} thread{'s' if count > 1 else ''})", log=log):
+                eager = bench_artifact(spec, EAGER, sample, runs=runs, warmup=warmup, threads=count,
+                                       precision="fp32")
             eager.name = f"eager ({config.model})"
             rows.append(eager)
             for item, names in unique.values():
-                row = bench_artifact(item.path, item.format, sample, runs=runs, warmup=warmup, threads=count,
-                                     precision=item.precision)
+                with timed_stage(f"bench: {names[0]} ({count} thread{'s' if count > 1 else ''})", log=log):
+                    row = bench_artifact(item.path, item.format, sample, runs=runs, warmup=warmup, threads=count,
+                                         precision=item.precision)
                 row.name, row.also = names[0], names[1:]
                 rows.append(row)
     return rows
@@ -248,11 +256,12 @@ def bench_eager(spec_path: Path, sample, *, runs: int, warmup: int, threads: int
     started = time.perf_counter()
     module = load(spec["model"], base_dir=Path(spec["base_dir"]), weights=spec.get("weights"),
                   trust_checkpoint=spec.get("trust_checkpoint", False)).module.eval()
-    inputs = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in sample)
+    # By name: the data may feed forward()'s arguments out of their order (deploytool.normalize).
+    inputs = dict(zip(spec["inputs"], (torch.from_numpy(np.ascontiguousarray(a)) for a in sample)))
     load_s = time.perf_counter() - started
     size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     with torch.inference_mode():
-        return {**measure(lambda: module(*inputs), runs=runs, warmup=warmup, load_s=load_s, thread_setting=setting),
+        return {**measure(lambda: module(**inputs), runs=runs, warmup=warmup, load_s=load_s, thread_setting=setting),
                 "size_bytes": size}
 
 

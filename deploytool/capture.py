@@ -34,18 +34,20 @@ def capture(module, example_inputs: tuple) -> Captured:
     attempts = [(strict, dyn) for dyn in (True, False) for strict in (True, False)]
     failures: list[tuple[str, Exception]] = []
     for strict, dyn in attempts:
-        label = f"{'strict' if strict else 'non-strict'}{' (dynamic batch)' if dyn else ''}"
+        label = f"{'strict' if strict else 'non-strict'}{', batch-dynamic' if dyn else ''}"
         try:
             program = export(module, example_inputs, strict=strict, dynamic_batch=dyn)
         except Exception as exc:  # torch.export raises many unrelated types; every one means "not this way"
             log.debug("capture (%s) failed: %s", label, exc)
             failures.append((label, exc))
             continue
+        # The batch-dynamic program only lets calibration run in batches; every artifact is made at batch 1.
+        calibration = "; calibration runs in batches" if dyn else "; calibration runs one sample at a time"
         if failures:
-            log.info("captured with torch.export (%s) after: %s", label,
+            log.info("captured with torch.export (%s%s) after: %s", label, calibration,
                      "; ".join(f"{name}: {_first_line(exc)}" for name, exc in failures))
         else:
-            log.info("captured with torch.export (%s)", label)
+            log.info("captured with torch.export (%s%s)", label, calibration)
         return Captured(program, "strict" if strict else "non-strict", dyn)
     raise _diagnose(failures)
 

@@ -22,6 +22,7 @@ import numpy as np
 from deploytool.config import IMAGENET, Color, InputSpec, Precision, Preprocess, ProjectConfig
 from deploytool.data import Split, split
 from deploytool.errors import DataError, DeployError, UsageError
+from deploytool.progress import SILENCE_S, timed_stage
 from deploytool.runtime import as_arrays
 from deploytool.versions import versions
 
@@ -54,7 +55,8 @@ class Prepared:
             from deploytool.capture import capture
 
             started = time.perf_counter()
-            self.memo["captured"] = capture(self.loaded.module, self.example_inputs)
+            with timed_stage("capturing with torch.export", log=log, quiet_s=SILENCE_S):
+                self.memo["captured"] = capture(self.loaded.module, self.example_inputs)
             self.timings["capture"] = time.perf_counter() - started
         return self.memo["captured"]
 
@@ -67,7 +69,9 @@ class Prepared:
     def eager_outputs(self) -> list[list[np.ndarray]]:
         """The eager model's outputs on held_out(), one sample per call as the artifacts run them."""
         if "eager_outputs" not in self.memo:
-            outputs = self.outputs_of(self.loaded.module)
+            with timed_stage(f"running the eager model on {len(self.held_out())} held-out samples", log=log,
+                             quiet_s=SILENCE_S):
+                outputs = self.outputs_of(self.loaded.module)
             _check_finite(outputs, self.output_names, [ref.key for ref, _ in self.held_out()])
             self.memo["eager_outputs"] = outputs
         return self.memo["eager_outputs"]
@@ -188,8 +192,9 @@ def prepare(config: ProjectConfig) -> Prepared:
     if calib not in (None, RANDOM):
         check_calibration(calib, base_dir=config.base_dir)
     started = time.perf_counter()
-    loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
-                  trust_checkpoint=config.trust_checkpoint)
+    with timed_stage(f"loading {config.model}", log=log, quiet_s=SILENCE_S):
+        loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
+                      trust_checkpoint=config.trust_checkpoint)
     if loaded.from_factory:  # another project's forward(): its arguments with defaults are inputs only when named
         configured = named(config.inputs, choose_inputs(loaded.module, provided=())) or loaded.inputs
         given = tuple(i.name for i in configured) + (named_arrays(calib, base_dir=config.base_dir) if calib else ())
@@ -217,7 +222,7 @@ def prepare(config: ProjectConfig) -> Prepared:
     unused = f"; {parts.unused} not used: data.calib_limit = {config.data.calib_limit}" if parts.unused else ""
     log.info("loaded %s; data: %s (%d to calibrate, %d held out%s)", config.model, dataset.description,
              len(parts.calibration), len(parts.held_out), unused)
-    inputs_from, preprocess_from = sources(config, loaded, first_ref.key)
+    inputs_from, preprocess_from = sources(config, loaded, first_ref.key, images=is_image_data(prepared))
     log.info("%s", describe(inputs, preprocess if is_image_data(prepared) else None, inputs_from=inputs_from,
                             preprocess_from=preprocess_from))
     for warning in sample_warnings(parts, holdout_min=config.data.holdout_min):

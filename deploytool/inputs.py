@@ -28,14 +28,17 @@ def named(specs: tuple[InputSpec, ...], names: tuple[str, ...]) -> tuple[InputSp
                  for i, spec in enumerate(specs))
 
 
-def sources(config: Any, loaded: Any, first_key: str) -> tuple[str, str]:
-    """(where the input shapes came from, where the preprocessing came from), in the words the log uses."""
+def sources(config: Any, loaded: Any, first_key: str, *, images: bool = False) -> tuple[str, str]:
+    """(where the input shapes came from, where the preprocessing came from), in the words the log uses. With
+    `images`, a shape nobody configured is the preprocessing's crop, whatever size the files are."""
     if config.inputs:
         inputs_from = CONFIGURED_INPUTS
     elif loaded.inputs:
         inputs_from = ("from the zoo entry" if loaded.zoo_entry is not None else
                        "from the program's example inputs" if loaded.spec.endswith(".pt2") else
                        "from the model's own example inputs")
+    elif images:
+        inputs_from = "the preprocessing's crop, which every image is resized to"
     else:
         inputs_from = f"from the first calibration sample, {first_key}"
     if config.preprocess:

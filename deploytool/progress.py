@@ -35,10 +35,14 @@ class Progress:
         return f"{self.label}: {self.done}{of} ({elapsed:.1f} s)"
 
 
+SILENCE_S = 5.0  # a stage that may run longer than this says so; shorter ones stay off the screen
+
+
 @contextlib.contextmanager
-def timed_stage(label: str, *, log: logging.Logger, every_s: float = 30.0):
+def timed_stage(label: str, *, log: logging.Logger, every_s: float = 30.0, quiet_s: float = 0.0):
     """Log `label` when the block starts, every `every_s` seconds while it runs (a long lowering is not silent),
-    and how long it took when it ends or fails.
+    and how long it took when it ends or fails. With `quiet_s`, nothing is said of a stage that ends sooner: the
+    first line comes after `quiet_s` seconds, for the many short stages that are sometimes long.
 
     >>> with timed_stage("building pte for android", log=log):
     ...     write_pte(programs, folder)
@@ -47,20 +51,55 @@ def timed_stage(label: str, *, log: logging.Logger, every_s: float = 30.0):
     """
     started = time.perf_counter()
     done = threading.Event()
+    announced = threading.Event()
 
     def tick() -> None:
+        if quiet_s and not done.wait(quiet_s):
+            log.info("%s ...", label)
+            announced.set()
         while not done.wait(every_s):
             log.info("%s: still running (%.0f s)", label, time.perf_counter() - started)
 
-    log.info("%s", label)
+    if not quiet_s:
+        log.info("%s", label)
+        announced.set()
     ticker = threading.Thread(target=tick, name="deploytool-progress", daemon=True)
     ticker.start()
     try:
         yield
     except Exception:
-        log.info("%s: failed after %.1f s", label, time.perf_counter() - started)
+        done.set()
+        ticker.join()
+        if announced.is_set():
+            log.info("%s: failed after %.1f s", label, time.perf_counter() - started)
         raise
     finally:
         done.set()
         ticker.join()
-    log.info("%s: done in %.1f s", label, time.perf_counter() - started)
+    if announced.is_set():
+        log.info("%s: done in %.1f s", label, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(log: logging.Logger):
+    """What native libraries write straight to file descriptor 2 (XNNPACK's cpuinfo warnings on every runtime
+    start) is dropped, unless the run is verbose (-v). Python's own logging is untouched outside the block.
+
+    >>> with quiet_native_stderr(log):
+    ...     Runtime.get().load_program(data)
+    """
+    import os
+    import tempfile
+
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

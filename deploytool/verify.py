@@ -43,14 +43,19 @@ def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, .
     """
     from deploytool.fsutil import sha256_file
     from deploytool.parity import compare, lowering_check, task_result
+    from deploytool.progress import timed_stage
+    from deploytool.runtime import RUNNERS
 
     started = time.perf_counter()
     size_error = oversize(artifact)
     if size_error:
         log.warning("%s", size_error)
     sha256 = sha256_file(artifact.path)
-    run, ran_at = recorded_run(artifact, samples, sha256=sha256, timeout_s=config.parity.timeout_s,
-                               cache_dir=config.output_dir / RUNS_CACHE if reuse_runs else None)
+    runtime = RUNNERS.get(artifact.format).meta["runtime"]
+    with timed_stage(f"verifying {target}/{artifact.path.name} in {runtime} on {len(samples)} held-out samples",
+                     log=log):
+        run, ran_at = recorded_run(artifact, samples, sha256=sha256, timeout_s=config.parity.timeout_s,
+                                   cache_dir=config.output_dir / RUNS_CACHE if reuse_runs else None)
     notes = [*artifact.notes, *([f"runtime outputs reused from its run at {ran_at} (same file, held-out inputs "
                                  "and library versions); compared anew"] if ran_at else [])]
     precision = Precision(artifact.precision)

@@ -126,7 +126,8 @@ def test_input_shape_flag_sets_the_shape_and_the_log_says_what_was_assumed(photo
         default = api.prepare(build_config(flags))
     assert default.inputs[0].shape == (1, 3, 224, 224)
     assumed = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("inputs:"))
-    assert assumed.startswith("inputs: input 1x3x224x224 float32 (from the first calibration sample, ")
+    assert assumed.startswith("inputs: input 1x3x224x224 float32 (the preprocessing's crop, which every image is "
+                              "resized to)")
     assert "resize 256, center crop 224x224, RGB" in assumed and "(default ImageNet conventions" in assumed
     assert "--input-shape" in assumed and "[preprocess] in deploytool.toml" in assumed
     caplog.clear()

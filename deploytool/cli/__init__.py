@@ -73,11 +73,11 @@ def _setup_logging(level: int) -> None:
         logger.propagate = False
     if level > logging.DEBUG:
         # torch, torchao and executorch log optional-kernel and deprecation noise that users cannot act on.
-        for noisy in ("torch", "torch.utils._pytree", "torchao", "executorch"):
+        for noisy in ("torch", "torch.utils._pytree", "torchao", "executorch", "nncf"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|torchao|executorch)\.")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|torchao|executorch|nncf)\.")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -181,10 +181,12 @@ def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30)
     """
     from executorch.runtime import Runtime
 
+    from deploytool.progress import quiet_native_stderr
     from deploytool.runtime.timing import measure
 
     data, _ = lower_pte_cached(program, cache_dir=cache_dir)
-    method = Runtime.get().load_program(data).load_method("forward")
+    with quiet_native_stderr(log):
+        method = Runtime.get().load_program(data).load_method("forward")
     inputs = tuple(t.contiguous() for t in example_inputs)
     timed = measure(lambda: method.execute(inputs), runs=runs, warmup=1, load_s=0.0, thread_setting="")
     return timed["median_ms"], len(data)

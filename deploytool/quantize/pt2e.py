@@ -99,7 +99,8 @@ def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, 
     return Calibrated(prepared, seen, kept, half_ranges)
 
 
-def feed(observed, calibration: Dataset, *, example_inputs: tuple, batch: int) -> tuple[int, Ranges]:
+def feed(observed, calibration: Dataset, *, example_inputs: tuple, batch: int,
+         label: str = "calibrating") -> tuple[int, Ranges]:
     """Run every calibration sample through an observed graph, in batches, with a progress line.
 
     Returns how many samples were seen and the activation ranges at the halfway point.
@@ -108,7 +109,7 @@ def feed(observed, calibration: Dataset, *, example_inputs: tuple, batch: int) -
     """
     import torch
 
-    progress = Progress("calibrating", len(calibration))
+    progress = Progress(label, len(calibration))
     seen, half_ranges = 0, {}
     with torch.inference_mode():
         for refs, inputs in torch_batches(calibration, example_inputs=example_inputs, batch=batch):

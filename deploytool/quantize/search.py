@@ -29,6 +29,7 @@ from typing import Any
 
 from deploytool.config import Activations, QuantConfig
 from deploytool.errors import DeployError, QuantizeError
+from deploytool.progress import SILENCE_S, timed_stage
 from deploytool.quantize.session import Cost, Plan
 
 log = logging.getLogger("deploytool")
@@ -180,8 +181,9 @@ def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callab
 
     def attempt(plan: Plan) -> bool:
         try:
-            program = build(plan)
-            step = judge(plan, *compare(program.program), budget, sqnr_asked=recipe.min_sqnr_db is not None)
+            with timed_stage(f"search: {plan.name}", log=log, quiet_s=SILENCE_S):
+                program = build(plan)
+                step = judge(plan, *compare(program.program), budget, sqnr_asked=recipe.min_sqnr_db is not None)
         except Exception as exc:  # NNCF, torchao and the runtimes raise anything; one step is one row
             log.debug("search step %s failed", plan.name, exc_info=True)
             program, step = None, Step(plan.name, None, None, None, False, activations=plan.activations,
@@ -225,7 +227,9 @@ def _cheapest(tried: list[Tried], cost: Cost | None) -> Tried:
     measured: list[Tried] = []
     for position, candidate in enumerate(ranked):
         try:
-            latency, size = cost(candidate.program.program)
+            with timed_stage(f"search: lowering and timing the .pte of {candidate.step.name}", log=log,
+                             quiet_s=SILENCE_S):
+                latency, size = cost(candidate.program.program)
         except Exception as exc:  # lowering or running the .pte can raise anything (a delegate's execute error)
             if position == len(ranked) - 1 and not measured:
                 raise exc if isinstance(exc, DeployError) else QuantizeError(

@@ -145,10 +145,13 @@ def programs_for(prepared: Prepared, precision: Precision, quant: QuantizeResult
     from deploytool.export import Programs
 
     def onnx_int8(fp32_path: Path) -> bytes:
+        from deploytool.progress import SILENCE_S, timed_stage
         from deploytool.quantize.onnx import quantize_onnx  # onnxruntime.quantization: 1.2 s, for ONNX only
 
-        return quantize_onnx(fp32_path, recipe=prepared.config.quantize, calibration=prepared.split.calibration,
-                             inputs=prepared.inputs)
+        with timed_stage(f"quantizing {fp32_path.name} with onnxruntime (its own calibration pass)", log=log,
+                         quiet_s=SILENCE_S):
+            return quantize_onnx(fp32_path, recipe=prepared.config.quantize,
+                                 calibration=prepared.split.calibration, inputs=prepared.inputs)
 
     return Programs(prepared, precision=precision.value, int8_program=quant.program if quant else None,
                     int8_file=quant.program_path if quant else None,

@@ -273,6 +273,7 @@ def x86_int8_program(prepared: Prepared) -> Any:
     """
     from deploytool.export import load_program, save_program
     from deploytool.fsutil import atomic_write_json
+    from deploytool.progress import SILENCE_S, timed_stage
     from deploytool.quantize.x86 import quantize_x86
 
     folder = prepared.config.output_dir / QUANT_DIR
@@ -285,7 +286,9 @@ def x86_int8_program(prepared: Prepared) -> Any:
 
         program = load_program(program_path)
     else:
-        program = quantize_x86(prepared)
+        with timed_stage("quantizing for AOTInductor (X86InductorQuantizer, its own calibration pass)", log=log,
+                         quiet_s=SILENCE_S):
+            program = quantize_x86(prepared)
         save_program(program, program_path)
         atomic_write_json(record_path, {"cache_key": key, "quantizer": "X86InductorQuantizer",
                                         "calibration_samples": len(prepared.split.calibration)})
