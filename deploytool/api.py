@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deploytool import cache
 from deploytool.config import Precision, ProjectConfig, load_config
 from deploytool.context import QUANT_DIR, Prepared, batch_of_one, calibration_summary, default_preprocess, prepare
 from deploytool.export import load_program, save_program
@@ -59,7 +60,7 @@ def quantize(config: ProjectConfig, prepared: Prepared | None = None, *, executo
     record = step.read_record(folder)
     program_path = folder / "program.pt2"
     judged: list[tuple[Any, list]] = []  # (variant program, its held-out outputs), as the search judged them
-    if record and record.get("cache_key") == key and program_path.is_file():
+    if record and record.get("cache_key") == key and cache.intact(program_path):
         log.info("reusing the quantized program in %s (model, data and options unchanged)", folder)
         # Not loaded here (2-5 s): export finds its cached .pte by the file, and reads the file only on a miss.
         program, reused, method = None, True, record["capture_method"]
@@ -200,9 +201,9 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     from deploytool.registry import ALL_TARGETS
     from deploytool.errors import StageError
     from deploytool.report import not_built
-    from deploytool.steps.check import (artifact_of, changed_since_export, native_runner_for, recorded_delegations,
-                                        verify_native)
-    from deploytool.steps.export import cross_matrix
+    from deploytool.steps.check import (artifact_of, changed_since_export, native_runner_for, read_manifest,
+                                        recorded_delegations, verify_native)
+    from deploytool.steps.export import cross_matrix, write_report
     from deploytool.steps.quantize import x86_int8_program
 
     if targets and ALL_TARGETS not in targets:
@@ -213,7 +214,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     if missing or not folders:
         where = missing[0] if missing else config.output_dir
         raise UsageError(f"No exported artifacts in {where} (no manifest.json).", hint="Run `deploytool export` first.")
-    manifests = {folder: json.loads((folder / "manifest.json").read_text()) for folder in folders}
+    manifests = {folder: read_manifest(folder) for folder in folders}
     if native:
         native_runner_for(manifests)
     prepared = prepared or prepare(config)
@@ -248,7 +249,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
         reports.extend(target_reports)
     cross = cross_matrix(reports)
     for folder, target_reports in per_target.items():
-        atomic_write_json(folder / "report.json", target_report(target_reports, target=folder.name, extra={
+        write_report(folder, target_report(target_reports, target=folder.name, extra={
             "calibration": calibration_summary(prepared), "cross": cross}))
     return reports
 

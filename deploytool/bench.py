@@ -20,7 +20,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from deploytool import fsutil
 from deploytool.progress import timed_stage
 from deploytool.runtime.timing import measure, set_torch_threads
 
@@ -135,7 +135,7 @@ def bench(config: Any, paths: Sequence[Path] = (), *, threads: Sequence[int] = (
     held_out = prepared.split.held_out if len(prepared.split.held_out) else prepared.split.calibration
     sample = batch_of_one(next(held_out.samples())[1], prepared.inputs)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="deploytool-bench-") as scratch:
+    with fsutil.scratch("bench") as scratch:
         spec = Path(scratch) / "model.json"
         spec.write_text(json.dumps({"model": config.model, "base_dir": str(config.base_dir), "weights": config.weights,
                                     "trust_checkpoint": bool(config.trust_checkpoint),
@@ -210,7 +210,7 @@ def bench_artifact(path: Path, fmt: str, sample: Sequence[np.ndarray], *, runs: 
         RUNNERS.get(fmt).meta["runtime"]
     row = BenchRow(name=str(path), format=fmt, precision=precision, runtime=runtime, threads=threads,
                    size_bytes=path.stat().st_size if fmt != EAGER else 0)
-    with tempfile.TemporaryDirectory(prefix="deploytool-bench-") as scratch:
+    with fsutil.scratch("bench") as scratch:
         inputs, result = Path(scratch) / "inputs.npz", Path(scratch) / "result.json"
         save_samples(inputs, [tuple(sample)])
         # Pools that read the environment at start-up (OpenMP, MKL) get the same count as the runtime's own knob.

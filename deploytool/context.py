@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -85,7 +86,26 @@ class Prepared:
         import torch
 
         with torch.inference_mode():
-            return [as_arrays(module(*to_torch(s, self.inputs))) for _, s in self.held_out()]
+            if module is not self.loaded.module:  # a program deploytool made: its failures are the step's
+                return [as_arrays(module(*to_torch(s, self.inputs))) for _, s in self.held_out()]
+            return [self._eager_forward(ref.key, s) for ref, s in self.held_out()]
+
+    def _eager_forward(self, key: str, sample) -> list[np.ndarray]:
+        """The user's forward() on one sample; what it raises, or a hang past parity.timeout_s, names the sample."""
+        from deploytool.progress import Overdue, deadline
+
+        try:
+            with deadline(f"The model's forward() on held-out sample {key}", self.config.parity.timeout_s):
+                return as_arrays(self.loaded.module(*to_torch(sample, self.inputs)))
+        except Overdue as exc:
+            raise DataError(f"{exc} (parity.timeout_s); it hangs on that input, or is far slower than expected.",
+                            hint="Run the model on that sample in Python to see where it loops, or raise "
+                                 "parity.timeout_s in deploytool.toml.") from None
+        except Exception as exc:  # the user's forward can raise anything on one input
+            raise DataError(f"The model's forward() raised {type(exc).__name__} on held-out sample {key}: "
+                            f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}",
+                            hint="Run the model on that sample in Python; fix the model, or remove the sample "
+                                 "from the data.") from exc
 
     def truths(self) -> list[Any]:
         """Per held-out sample, what the task metric scores against: the zoo entry's truth (label_of), else the
@@ -191,13 +211,15 @@ def prepare(config: ProjectConfig) -> Prepared:
                              "`--calib random` works too, but then nothing is verified.")
     if calib not in (None, RANDOM):
         check_calibration(calib, base_dir=config.base_dir)
+    written = tool_folders(config.output_dir)  # never read as data, even with --calib DIR --output DIR
     started = time.perf_counter()
     with timed_stage(f"loading {config.model}", log=log, quiet_s=SILENCE_S):
         loaded = load(config.model, base_dir=config.base_dir, weights=config.weights,
                       trust_checkpoint=config.trust_checkpoint)
     if loaded.from_factory:  # another project's forward(): its arguments with defaults are inputs only when named
         configured = named(config.inputs, choose_inputs(loaded.module, provided=())) or loaded.inputs
-        given = tuple(i.name for i in configured) + (named_arrays(calib, base_dir=config.base_dir) if calib else ())
+        named_in_data = named_arrays(calib, base_dir=config.base_dir, skip=written) if calib else ()
+        given = tuple(i.name for i in configured) + named_in_data
         loaded = replace(loaded, input_names=choose_inputs(loaded.module, provided=given,
                                                            where=f"The data ({calib}) or [[inputs]]"))
     inputs = named(config.inputs, loaded.input_names) or loaded.inputs
@@ -207,6 +229,7 @@ def prepare(config: ProjectConfig) -> Prepared:
         calib = str(loaded.zoo_entry.write_data(config.output_dir / "data" / loaded.zoo_entry.name))
         log.info("calibration data: %s", loaded.zoo_entry.data_note)
     dataset = open_dataset(calib, base_dir=config.base_dir, preprocess=preprocess, input_names=input_names,
+                           skip=written,
                            inputs=inputs)
     parts = split(dataset, holdout=config.data.holdout, holdout_min=config.data.holdout_min,
                   calib_limit=config.data.calib_limit)
@@ -284,19 +307,29 @@ def _normalized(prepared: Prepared, key: str) -> Any:
     """The model made plain (deploytool.normalize) on the first sample: a DataError naming the sample if the model
     rejects it."""
     from deploytool.normalize import normalize
+    from deploytool.progress import Overdue, deadline
 
     try:
-        return normalize(prepared.loaded.module, input_names=tuple(i.name for i in prepared.inputs),
-                         example=prepared.example_inputs)
+        with deadline(f"The model's forward() on calibration sample {key}", prepared.config.parity.timeout_s):
+            return normalize(prepared.loaded.module, input_names=tuple(i.name for i in prepared.inputs),
+                             example=prepared.example_inputs)
     except DeployError:
         raise
+    except Overdue as exc:
+        raise DataError(f"{exc} (parity.timeout_s); it hangs on that input, or is far slower than expected.",
+                        hint="Run the model on that sample in Python to see where it loops, or raise "
+                             "parity.timeout_s in deploytool.toml.") from None
     except Exception as exc:  # the user's forward can raise anything on a wrong shape
         shapes = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in prepared.inputs)
         first = prepared.inputs[0]
         dtype = "int64" if first.dtype == "float32" else "float32"  # token ids saved as floats, or the reverse
+        about_dtype = re.search(r"dtype|scalar type|Long|Float|Int|Half|indices must be", str(exc))
         fix = ("set resize and center_crop in [preprocess] so the images come out at the model's input size"
-               if is_image_data(prepared) else "reshape the arrays, or cast them with a dtype in deploytool.toml: "
-               f'[[inputs]] with name = "{first.name}", shape = {list(first.shape)}, dtype = "{dtype}"')
+               if is_image_data(prepared) else
+               "cast them with a dtype in deploytool.toml: "
+               f'[[inputs]] with name = "{first.name}", shape = {list(first.shape)}, dtype = "{dtype}"'
+               if about_dtype else "save the arrays in the shape forward() expects, first axis = samples (the "
+               "error above names the size it wanted)")
         raise DataError(f"The model rejects the data's input shape or dtype ({shapes}, from {key}): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                         hint=f"Make the data match the model: {fix}.") from exc
@@ -316,6 +349,13 @@ def _check_finite(outputs: list[list[np.ndarray]], names: tuple[str, ...], keys:
                     hint="Run the model on that sample in Python and fix what overflows or divides by zero (a log "
                          "or sqrt of a negative value, a division by a zero sum); or check that the data is "
                          "scaled as the model expects.")
+
+
+def tool_folders(output_dir) -> tuple:
+    """The folders deploytool writes into the output folder: caches, quantized programs, diagnosis, targets."""
+    from deploytool.registry import TARGETS
+
+    return tuple(output_dir / name for name in (".cache", QUANT_DIR, "diagnosis", *TARGETS.names()))
 
 
 def is_image_data(prepared: Prepared) -> bool:

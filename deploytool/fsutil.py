@@ -71,3 +71,57 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+SCRATCH_PREFIX = "deploytool-"
+
+
+def scratch(kind: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder named `deploytool-KIND-PID-...`: removed when the block ends (SIGTERM included, see
+    deploytool.cli), and by the next run's `remove_dead_scratch` when this process was killed outright.
+
+    >>> with scratch("run") as folder:
+    ...     save_samples(Path(folder) / "inputs.npz", samples)
+    """
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{kind}-{os.getpid()}-")
+
+
+def remove_dead_scratch() -> int:
+    """Remove the scratch folders of deploytool processes that no longer run (kill -9 leaves them, with held-out
+    inputs inside); returns how many. A folder whose process still runs, or of another user, is left alone."""
+    import re
+    import shutil
+
+    removed = 0
+    root = Path(tempfile.gettempdir())
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        found = re.match(rf"{SCRATCH_PREFIX}[a-z0-9]+-(\d+)-", name)
+        if found and not _alive(int(found.group(1))) and (root / name).is_dir():
+            shutil.rmtree(root / name, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: Path) -> int:
+    """Remove atomic writes' `.NAME.XXXX.tmp` files under `folder`, left by a run killed mid-write. Only called
+    with the folder's lock held, when no other deploytool writes there."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -9,6 +9,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,14 +88,19 @@ def load_weights(module, path: Path, *, trust: bool = False) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" not in str(exc):  # nothing asked for code to run: the bytes are not a checkpoint
+        # torch's message opens with advice to turn weights_only off: never repeat that, name the global instead.
+        globals_named = re.findall(r"(?:[Uu]nsupported global:? (?:GLOBAL )?|GLOBAL )([\w.]+)", str(exc))
+        if not globals_named:  # nothing asked for code to run: the bytes are not a checkpoint
             raise ModelLoadError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]}).") from None
-        cause = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
+        name = globals_named[0]
+        blocked = " torch blocks that module outright: no trainer writes it into a checkpoint." \
+            if "is blocked" in str(exc) else ""
         raise ModelLoadError(
-            f"{path} needs full pickle to load, which can run arbitrary code; it was refused under "
-            f"weights_only=True. {cause}".strip(),
-            hint="Re-save it as a plain state_dict (torch.save(model.state_dict(), ...)), or, if you trust the "
-                 "file, pass --trust-checkpoint.") from None
+            f"{path} needs full pickle to load: it asks for {name}, which pickle would run; it was refused under "
+            f"weights_only=True.{blocked}",
+            hint="Do not load this file." if blocked else
+                 "Re-save it as a plain state_dict (torch.save(model.state_dict(), ...)); only if you made the file "
+                 "yourself, pass --trust-checkpoint.") from None
     except (RuntimeError, EOFError, OSError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]  # an empty file raises a bare EOFError
         raise ModelLoadError(f"{path}: not a readable checkpoint ({first}).") from None

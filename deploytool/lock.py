@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from deploytool.errors import ConfigError, UsageError
-from deploytool.fsutil import OutputError
+from deploytool.fsutil import OutputError, remove_stale_temp_files
 
 log = logging.getLogger("deploytool")
 
@@ -68,6 +68,8 @@ def output_lock(folder: Path, *, timeout_s: float | None = None) -> Iterator[Non
     try:
         os.ftruncate(handle, 0)
         os.write(handle, f"{os.getpid()}\n".encode())  # names the holder in a waiting run's message
+        if remove_stale_temp_files(folder):  # a run killed mid-write (kill -9) left them; none is ours yet
+            log.info("removed half-written files a killed run left in %s", folder)
         held.add(folder)
         try:
             yield

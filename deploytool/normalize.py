@@ -8,7 +8,7 @@ that takes plain tensors in forward()'s order and returns a flat tuple of tensor
     >>> names = choose_inputs(model, provided=("input_ids", "attention_mask"))
     >>> normalized = normalize(model, input_names=names, example=(ids, mask))
     >>> normalized.output_names, normalized.notes
-    (('logits',), ('forward() called with input_ids, attention_mask; labels, inputs_embeds, ... keep their defaults', ...))
+    (('logits',), ('forward() called with input_ids, attention_mask; labels, ... keep their defaults ...',))
 """
 from __future__ import annotations
 
@@ -87,8 +87,22 @@ def normalize(module, *, input_names: tuple[str, ...], example: tuple) -> Normal
     left_out = [p.name for p in parameters if p.name not in input_names]
     # No named arguments (a program's forward(*args)), or the first ones in order: called as they are.
     plain_inputs = not parameters or (not left_out and list(input_names) == positional[:len(input_names)])
+    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}
     with torch.inference_mode():
         outputs = module(*example) if plain_inputs else module(**dict(zip(input_names, example)))
+    changed = [name for name, buffer in module.named_buffers() if name in buffers
+               and not torch.equal(buffer, buffers[name])]
+    if changed:
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                if name in buffers:
+                    buffer.copy_(buffers[name])
+        raise ModelLoadError(
+            f"forward() changes the model's buffers ({', '.join(changed[:4])}"
+            f"{f' and {len(changed) - 4} more' if len(changed) > 4 else ''}): each call's output depends on the "
+            "calls before it, so no artifact can be compared with it sample by sample.",
+            hint="Keep state out of forward() (e.g. BatchNorm in eval mode, no counters or caches in buffers), or "
+                 "pass the state as an input.")
     named = named_outputs(outputs)
     if not named:
         raise ModelLoadError(f"forward() returned {type(outputs).__name__} with no tensor in it; nothing to export.",

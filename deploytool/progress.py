@@ -103,3 +103,45 @@ def quiet_native_stderr(log: logging.Logger):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+class Overdue(Exception):
+    """A `deadline` block ran past its time; raised in the thread that ran it."""
+
+
+@contextlib.contextmanager
+def deadline(label: str, timeout_s: float):
+    """Raise Overdue in this (the main) thread when the block runs longer than `timeout_s`: a user's forward() that
+    hangs on one sample is stopped, and the message names `label` (the stage and the sample). It works like
+    Ctrl-C, so a call stuck inside a native kernel is stopped when it returns to Python.
+
+    >>> with deadline("the eager model on held-out sample calib.npy#7", 300):
+    ...     module(*inputs)
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = threading.Event()
+    done = threading.Event()
+    main = threading.main_thread().ident
+
+    def watch() -> None:
+        if not done.wait(timeout_s):
+            fired.set()
+            # A real signal to the main thread: it also wakes a blocking call (sleep, a lock wait), which
+            # _thread.interrupt_main does not.
+            signal.pthread_kill(main, signal.SIGINT)
+
+    watcher = threading.Thread(target=watch, name="deploytool-deadline", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if fired.is_set():
+            raise Overdue(f"{label} did not finish within {timeout_s:g} s") from None
+        raise
+    finally:
+        done.set()
+        watcher.join()

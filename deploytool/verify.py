@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 import logging
 import time
@@ -79,8 +80,22 @@ def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, .
         notes=notes, unverified=unverified, held_out_min=config.data.holdout_min,
         timings={"build": artifact.seconds, "verify": time.perf_counter() - started},
         outputs=run.outputs, companions={c.name: sha256_file(c) for c in artifact.companions},
-        size_error=size_error,
+        size_error=size_error, holds=measured_holdings(artifact),
     )
+
+
+def measured_holdings(artifact: Artifact) -> dict[str, Any] | None:
+    """What the file holds (report.inspect.holdings), or None where no inspector reads its format. A measurement
+    that fails is logged and left out: it describes the artifact, it never stops its verdict."""
+    from deploytool.export import FORMATS
+    from deploytool.report.inspect import holdings
+
+    fmt = artifact.format if artifact.format in FORMATS else None  # a second runtime's row: by the file's name
+    try:
+        return holdings(artifact.path, fmt, expected=artifact.precision).to_dict()
+    except Exception as exc:  # an unreadable or unknown file: the runtime's verdict still stands
+        log.debug("could not measure what %s holds: %s", artifact.path.name, exc)
+        return None
 
 
 def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, sha256: str, timeout_s: float,
@@ -94,7 +109,8 @@ def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, s
     >>> run, ran_at = recorded_run(artifact, samples, sha256=digest, timeout_s=300, cache_dir=out / RUNS_CACHE)
     >>> ran_at  # None: it ran now; else the UTC time of the run reused
     """
-    from deploytool.fsutil import atomic_write_bytes, sha256_file
+    from deploytool import cache
+    from deploytool.fsutil import sha256_file
     from deploytool.npz import pack, unpack
     from deploytool.runtime import RunResult, run_artifact
     from deploytool.versions import versions
@@ -110,18 +126,20 @@ def recorded_run(artifact: Artifact, samples: list[tuple[np.ndarray, ...]], *, s
             digest.update(f"{array.dtype}{array.shape}".encode())
             digest.update(np.ascontiguousarray(array).tobytes())
     path = cache_dir / f"{digest.hexdigest()[:24]}.npz"
-    try:
-        with np.load(path) as saved:
-            outputs, ran_at = unpack(saved, "outputs"), str(saved["ran_at"])
-        log.info("reusing %s's runtime outputs from its run at %s (same file, inputs and versions)",
-                 artifact.path.name, ran_at)
-        return RunResult(outputs, None, 0.0), ran_at
-    except (OSError, KeyError, ValueError):  # no record yet, or one cut short: run it
-        pass
+    recorded = cache.fetch(path)
+    if recorded is not None:
+        try:
+            with np.load(io.BytesIO(recorded)) as saved:
+                outputs, ran_at = unpack(saved, "outputs"), str(saved["ran_at"])
+            log.info("reusing %s's runtime outputs from its run at %s (same file, inputs and versions)",
+                     artifact.path.name, ran_at)
+            return RunResult(outputs, None, 0.0), ran_at
+        except (OSError, KeyError, ValueError):  # written by an older release: run it again
+            pass
     run = run_artifact(artifact.path, artifact.format, samples, timeout_s=timeout_s)
     if run.ok:
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        atomic_write_bytes(path, pack({"outputs": run.outputs}, ran_at=np.array(now)))
+        cache.store(path, pack({"outputs": run.outputs}, ran_at=np.array(now)))
     return run, None
 
 

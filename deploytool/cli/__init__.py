@@ -1,9 +1,11 @@
 """`deploytool` command line. Imports no torch: heavy work is imported inside each command."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
 import traceback
 import warnings
 
@@ -17,7 +19,9 @@ from deploytool.cli.inspect import inspect
 from deploytool.cli.quantize import quantize
 from deploytool.cli.targets import targets
 from deploytool.cli.zoo import zoo
+from deploytool.cli.options import RESULTS
 from deploytool.errors import DeployError
+from deploytool.fsutil import remove_dead_scratch
 
 EXAMPLES = """
 \b
@@ -82,25 +86,55 @@ def _setup_logging(level: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: turns DeployErrors into `error:`/`hint:` lines and exit codes."""
-    verbose = os.environ.get("DEPLOYTOOL_DEBUG") == "1" or any(a in ("-v", "--verbose") for a in (argv or sys.argv[1:]))
+    args = sys.argv[1:] if argv is None else argv
+    verbose = os.environ.get("DEPLOYTOOL_DEBUG") == "1" or any(a in ("-v", "--verbose") for a in args)
+    _exit_cleanly_on_terminate()
+    remove_dead_scratch()  # temporary folders of runs killed outright (kill -9) hold held-out inputs
     try:
-        cli.main(args=argv, prog_name="deploytool", standalone_mode=False)
+        if "--json" in args:  # the JSON alone on stdout: whatever else prints (a model's print) goes to stderr
+            token = RESULTS.set(sys.stdout)
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    cli.main(args=argv, prog_name="deploytool", standalone_mode=False)
+            finally:
+                RESULTS.reset(token)
+        else:
+            cli.main(args=argv, prog_name="deploytool", standalone_mode=False)
     except DeployError as exc:
         if verbose:
             traceback.print_exc()
         click.echo(exc.lines(), err=True)
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__, EOFError):
+            _internal_error(exc.__cause__, verbose)  # click turns any EOFError into Abort: a bug, not Ctrl-C
         click.echo("interrupted; nothing half-written was left behind.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except Exception:  # a bug in deploytool: show where, ask for a report
-        if verbose:
-            traceback.print_exc()
-        else:
-            kind, value, _ = sys.exc_info()
-            click.echo(f"internal error: {kind.__name__}: {value}", err=True)
-            click.echo("hint: re-run with -v for the traceback and report it.", err=True)
-        sys.exit(70)
+    except Exception as exc:  # a bug in deploytool: show where, ask for a report
+        _internal_error(exc, verbose)
+
+
+def _exit_cleanly_on_terminate() -> None:
+    """SIGTERM and SIGHUP unwind like an exception (exit 143 / 129): temporary folders are removed, atomic writes
+    drop their partial files, and runtime children are stopped, as for Ctrl-C."""
+    import signal
+
+    def terminate(signum, _frame) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) in (signal.SIG_DFL, None):
+                signal.signal(getattr(signal, name), terminate)
+
+
+def _internal_error(exc: BaseException, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exception(exc)
+    else:
+        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("hint: re-run with -v for the traceback and report it.", err=True)
+    sys.exit(70)

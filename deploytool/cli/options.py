@@ -1,6 +1,7 @@
 """Options shared by the commands, and how flags become a ProjectConfig."""
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 from pathlib import Path
@@ -94,8 +95,13 @@ def config_overrides(flags: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {**given, "inputs": parse_input_shapes(flags.get("input_shapes") or ()), **extra}
 
 
+# With --json, stdout holds the JSON alone: deploytool.cli.main points sys.stdout at stderr while a command runs
+# (a model's own print() lands there) and sets this to the stdout results go to.
+RESULTS = contextvars.ContextVar("deploytool_results", default=None)
+
+
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2))
+    click.echo(json.dumps(value, indent=2), file=RESULTS.get())
 
 
 def split_list(value: str | None) -> tuple[str, ...] | None:

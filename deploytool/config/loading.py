@@ -281,7 +281,11 @@ def _convert(hint: Any, value: Any, *, where: str, source: str) -> Any:
             known = [m.value for m in hint]
             raise ConfigError(f"{source}: '{where}' = {value!r} is not valid. {did_you_mean(str(value), known)}") from None
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise ConfigError(f"{source}: '{where}' = {str(value)[:20]}... ({len(str(value))} digits) is too large "
+                              "for a number of this kind") from None
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise ConfigError(f"{source}: '{where}' must be {hint.__name__}, got {type(value).__name__} {value!r}")
     return value

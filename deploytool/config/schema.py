@@ -8,6 +8,7 @@ Values are validated in `__post_init__` with a `ConfigError`; reading them from 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -34,6 +35,8 @@ class Color(str, Enum):
 
 
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
+MAX_INPUT_ELEMENTS = 2 ** 31  # torch indexes a tensor's elements with int64, but 8 GiB of float32 per input is absurd
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week: past this a number of seconds is a typo, and it overflows the timers
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class InputSpec:
         if not self.shape or any(d < 1 for d in self.shape):
             raise ConfigError(f"inputs '{self.name}': shape {list(self.shape)} must be non-empty positive sizes, "
                               "batch first, e.g. [1, 3, 224, 224]")
+        if math.prod(self.shape) > MAX_INPUT_ELEMENTS:
+            raise ConfigError(f"inputs '{self.name}': shape {list(self.shape)} is {math.prod(self.shape):.3g} values, "
+                              f"more than any model input deploytool can hold ({MAX_INPUT_ELEMENTS:.3g})",
+                              hint="Check the shape for a typo; sizes are batch first, e.g. [1, 3, 224, 224].")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0 < self.holdout < 1:
             raise ConfigError(f"data.holdout = {self.holdout}: must be between 0 and 1 (e.g. 0.2)")
+        if self.holdout_min < 1:
+            raise ConfigError(f"data.holdout_min = {self.holdout_min}: at least 1 sample must be held out, or parity "
+                              "has nothing to run on (e.g. 8)")
         if self.calib_limit is not None and self.calib_limit < 1:
             raise ConfigError(f"data.calib_limit = {self.calib_limit}: must be at least 1")
         if self.batch_size < 1:
@@ -190,6 +200,11 @@ class ParityConfig:
     # With labels (or a zoo entry's task metric) the task decides for int8: one flip in 36 is 2.8 points, two fail.
     max_accuracy_drop: float = 3.0
     timeout_s: float = 300.0  # per artifact run in its runtime subprocess
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timeout_s <= MAX_TIMEOUT_S:  # NaN fails this too
+            raise ConfigError(f"parity.timeout_s = {self.timeout_s}: seconds per artifact run, more than 0 and at "
+                              f"most {MAX_TIMEOUT_S:.0f} (a week), e.g. 300")
 
     def for_precision(self, precision: Precision) -> Thresholds:
         return self.int8 if precision is Precision.INT8 else self.fp32

@@ -94,6 +94,18 @@ class Dataset:
         return digest.hexdigest()
 
 
+def files_under(folder: Path, *, skip: tuple[Path, ...] = ()) -> list[Path]:
+    """Every file under `folder`, sorted, leaving out the folders in `skip` (what deploytool writes into the output
+    folder, when that lies inside the data: its cached .npz files are the tool's own, not samples).
+
+    >>> files_under(Path("data"), skip=(Path("data/.cache"),))
+    [PosixPath('data/a.npy'), PosixPath('data/b.npy')]
+    """
+    skip = tuple(s.resolve() for s in skip)
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not any(p.resolve().is_relative_to(s) for s in skip))
+
+
 def _stack(refs: list[SampleRef], rows: list[Arrays]) -> Arrays:
     for position, column in enumerate(zip(*rows)):
         shapes = {a.shape for a in column}

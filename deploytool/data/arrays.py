@@ -1,6 +1,8 @@
 """Array data: .npy / .npz (first axis = samples) and .pt files (a tensor, tuple or dict per sample)."""
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from deploytool.errors import DataError
 
 ARRAY_SUFFIXES = {".npy", ".npz", ".pt"}
 TARGETS = "targets"  # the array of truths for a metric (deploytool.normalize keeps it out of the inputs)
+HUGE = float(np.finfo(np.float32).max) / 4  # beyond this, an observer's range (max - min) of inputs overflows float32
 
 
 def array_files(paths: list[Path], input_names: tuple[str, ...], description: str) -> Dataset:
@@ -78,6 +81,13 @@ def _sample_count(path: Path, content) -> int | None:
     if path.suffix == ".npy":
         return content.shape[0] if content.ndim else 0
     if path.suffix == ".npz":
+        if not content:
+            raise DataError(f"{path} holds no arrays.", hint="Save one array per forward() argument, first axis = "
+                                                            "samples: np.savez(path, x=samples).")
+        scalars = [name for name, a in content.items() if a.ndim == 0]
+        if scalars:
+            raise DataError(f"{path}: array '{scalars[0]}' is a single number (0-d), not samples along a first axis.",
+                            hint="Save arrays whose first axis is the sample axis, e.g. shape (N, ...).")
         counts = {name: a.shape[0] for name, a in content.items()}
         if len(set(counts.values())) > 1:
             raise DataError(f"{path}: arrays have different sample counts {counts}; the first axis is the sample "
@@ -101,6 +111,11 @@ def _load(ref: SampleRef, content, input_names: tuple[str, ...]) -> Arrays:
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise DataError(f"{ref.key}: input '{name}' contains NaN or Inf.",
                             hint="Clean the data; calibrating on non-finite values ruins every range.")
+        if array.dtype.kind == "f" and array.size and float(np.abs(array).max()) > HUGE:
+            raise DataError(f"{ref.key}: input '{name}' holds values up to {float(np.abs(array).max()):.3g}, where "
+                            "float32 arithmetic overflows (their range, max - min, is Inf).",
+                            hint="Scale the data as the model expects it; raw sensor counts or a missing "
+                                 "normalization are the usual causes.")
     return arrays
 
 
@@ -114,11 +129,13 @@ def _open_npy(path: Path) -> np.ndarray:
 def _npz_arrays(path: Path, input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
     try:
         npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc}).") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc}).",
+                        hint="Write it again with np.savez; a copy cut short or a damaged download gives this.") \
+            from None
     names = list(npz.files)
     if not input_names:  # every array, to read the targets from (targets_of)
-        return {name: npz[name] for name in names}
+        return {name: _npz_array(npz, name, path) for name in names}
     names = [n for n in names if n != TARGETS] or names
     if len(input_names) > 1 or (input_names and len(names) > 1):
         missing = [n for n in input_names if n not in names]
@@ -126,7 +143,20 @@ def _npz_arrays(path: Path, input_names: tuple[str, ...]) -> dict[str, np.ndarra
             raise DataError(f"{path}: holds arrays {names}, but the model's inputs are {list(input_names)} "
                             f"(missing {missing}).", hint="Name each array in the .npz after a forward() argument.")
         names = list(input_names)
-    return {name: npz[name] for name in names}
+    return {name: _npz_array(npz, name, path) for name in names}
+
+
+def _npz_array(npz, name: str, path: Path) -> np.ndarray:
+    """One array of an open .npz, read now: a damaged member or an object array is a DataError naming both."""
+    try:
+        return npz[name]
+    except ValueError as exc:  # numpy refuses object arrays without pickle
+        raise DataError(f"{path}: array '{name}' holds Python objects ({str(exc).splitlines()[0][:120]}); "
+                        "deploytool reads numeric arrays only, without pickle.",
+                        hint="Save it as a numeric array (np.asarray(values, dtype=np.float32)).") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path}: array '{name}' cannot be read ({type(exc).__name__}: {exc}).",
+                        hint="Write the file again with np.savez; it is damaged or was cut short.") from None
 
 
 def _load_pt(path: Path):

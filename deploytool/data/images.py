@@ -7,18 +7,19 @@ from pathlib import Path
 import numpy as np
 
 from deploytool.config import Color, Layout, Preprocess
-from deploytool.data import Arrays, Dataset, SampleRef, SampleSkipped
+from deploytool.data import Arrays, Dataset, SampleRef, SampleSkipped, files_under
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def list_images(folder: Path, *, skip: tuple[Path, ...] = ()) -> list[Path]:
+    return [p for p in files_under(folder, skip=skip) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def image_folder(folder: Path, preprocess: Preprocess) -> Dataset:
-    """Every image under `folder`. When all images sit in sub-folders, the sub-folder names are class labels."""
-    paths = list_images(folder)
+def image_folder(folder: Path, preprocess: Preprocess, *, skip: tuple[Path, ...] = ()) -> Dataset:
+    """Every image under `folder` (but `skip`). When all images sit in sub-folders, the sub-folder names are class
+    labels."""
+    paths = list_images(folder, skip=skip)
     parents = sorted({p.parent.relative_to(folder).parts[0] for p in paths if p.parent != folder})
     labelled = bool(paths) and all(p.parent != folder for p in paths) and len(parents) > 1
     label_of = {name: i for i, name in enumerate(parents)} if labelled else {}

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from deploytool.config import InputSpec, Preprocess
-from deploytool.data import Dataset, SampleRef
+from deploytool.data import Dataset, SampleRef, files_under
 from deploytool.data.arrays import ARRAY_SUFFIXES, array_files
 from deploytool.data.images import IMAGE_SUFFIXES, image_folder, list_images
 from deploytool.errors import DataError
@@ -16,24 +16,27 @@ RANDOM_SAMPLES = 64  # enough to exercise every range; the result is still unver
 
 
 def open_dataset(spec: str, *, base_dir: Path, preprocess: Preprocess, input_names: tuple[str, ...],
-                 inputs: tuple[InputSpec, ...] = ()) -> Dataset:
-    """`spec` is a folder of images or array files, an array file, or the literal 'random'."""
+                 inputs: tuple[InputSpec, ...] = (), skip: tuple[Path, ...] = ()) -> Dataset:
+    """`spec` is a folder of images or array files, an array file, or the literal 'random'. The folders in `skip`
+    (what deploytool writes into the output folder) are never read as data, even when they lie inside it."""
     if spec == RANDOM:
         return random_dataset(inputs)
     path = check_calibration(spec, base_dir=base_dir)
     if path.is_file():
         dataset = array_files([path], input_names, f"{path}")
-    elif list_images(path):
-        dataset = image_folder(path, preprocess)
+    elif list_images(path, skip=skip):
+        dataset = image_folder(path, preprocess, skip=skip)
     else:
-        files = sorted(p for p in path.rglob("*") if p.suffix in ARRAY_SUFFIXES and p.is_file())
+        files = [p for p in files_under(path, skip=skip) if p.suffix in ARRAY_SUFFIXES]
         dataset = array_files(files, input_names, f"array folder {path}")
     if not len(dataset):
-        raise _no_samples(path)
+        raise (DataError(f"{path} holds no samples (its first axis has length 0).",
+                         hint="Point --calib at a file or folder of real samples, first axis = samples.")
+               if path.is_file() else _no_samples(path))
     return dataset
 
 
-def named_arrays(spec: str, *, base_dir: Path) -> tuple[str, ...]:
+def named_arrays(spec: str, *, base_dir: Path, skip: tuple[Path, ...] = ()) -> tuple[str, ...]:
     """The names the data gives its arrays (a .npz's array names, a .pt dict's keys; the first file of a folder),
     which pick the forward() arguments that get them; () for images, .npy files and unnamed tensors.
 
@@ -43,8 +46,8 @@ def named_arrays(spec: str, *, base_dir: Path) -> tuple[str, ...]:
     if spec == RANDOM:
         return ()
     path = (base_dir / spec).resolve()
-    first = path if path.is_file() else next((p for p in sorted(path.rglob("*"))
-                                              if p.suffix in (".npz", ".pt") and p.is_file()), None)
+    first = path if path.is_file() else next((p for p in files_under(path, skip=skip)
+                                              if p.suffix in (".npz", ".pt")), None)
     if first is None or first.suffix not in (".npz", ".pt"):
         return ()
     try:

@@ -149,8 +149,9 @@ def load_program(path: Path) -> Any:
 
     from deploytool.program_file import read_program
 
-    return read_program(path, hint=f"deploytool never saves a program like that: {path} was altered. Delete it "
-                                   "(the next run quantizes again) and check what else in that folder changed.")
+    return read_program(path, hint=f"deploytool never saves a program like that: {path} was altered, and its "
+                                   "sha256 with it. Delete the folder (the next run quantizes again) and find out "
+                                   "who wrote it.")
 
 
 def save_program(program: Any, path: Path) -> None:
@@ -162,11 +163,11 @@ def save_program(program: Any, path: Path) -> None:
 
     import torch
 
-    from deploytool.fsutil import atomic_write_bytes
+    from deploytool import cache
 
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    cache.store(path, buffer.getvalue())  # its sha256 beside it: a damaged or altered file is not reused
 
 
 FORMATS = Registry("format")

@@ -14,7 +14,6 @@ import json
 import logging
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from deploytool.config import ParityConfig
 from deploytool.errors import LowerError
 from deploytool.export import Artifact, Programs
 from deploytool.export.executorch import pte_of
+from deploytool import fsutil
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger("deploytool")
@@ -122,7 +122,7 @@ def _serialize(pte: bytes, inputs: list[tuple[np.ndarray, ...]], expected: list[
                             expected_outputs=tuple(torch.from_numpy(o.copy(order="C")) for o in outputs))
              for case, outputs in zip(inputs, expected)]
     # BundledProgram reads an existing .pte from a path; the program bytes go in unchanged.
-    with tempfile.TemporaryDirectory(prefix="deploytool-bpte-") as scratch:
+    with fsutil.scratch("bpte") as scratch:
         program = Path(scratch) / "model.pte"
         program.write_bytes(pte)
         try:
@@ -135,7 +135,7 @@ def _serialize(pte: bytes, inputs: list[tuple[np.ndarray, ...]], expected: list[
 
 def _self_test_note(path: Path, *, timeout_s: float = 120.0) -> str:
     """Run the bundle's own verification in a child process (a crash must not take the tool down)."""
-    with tempfile.TemporaryDirectory(prefix="deploytool-bpte-") as scratch:
+    with fsutil.scratch("bpte") as scratch:
         result_path = Path(scratch) / "self_test.json"
         command = [sys.executable, "-m", "deploytool.runtime.bundled", str(path), str(result_path)]
         try:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from deploytool import cache
 from deploytool.errors import LowerError
 from deploytool.export import Artifact, Delegation, Programs
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json
@@ -128,8 +129,8 @@ def lower_pte_cached(program, *, cache_dir: Path, saved_as: Path | None = None,
     data, delegation = lower_pte(program)
     data_path, info_path = _entry(key, cache_dir)
     if claim is not None:
-        claim([data_path, info_path])
-    atomic_write_bytes(data_path, data)
+        claim([*cache.files_of(data_path), info_path])
+    cache.store(data_path, data)
     atomic_write_json(info_path, dataclasses.asdict(delegation))  # last: marks the entry complete
     return data, delegation
 
@@ -161,16 +162,20 @@ def _entry(key: str, cache_dir: Path) -> tuple[Path, Path]:
 
 
 def _cached(key: str, cache_dir: Path) -> tuple[bytes, Delegation] | None:
+    """The entry's bytes and delegation, when both are there and the bytes match their sha256 (deploytool.cache)."""
     data_path, info_path = _entry(key, cache_dir)
-    if not (data_path.is_file() and info_path.is_file()):
+    if not info_path.is_file():
         return None
     try:
         delegation = Delegation.from_dict(json.loads(info_path.read_text()))
-        log.info("reusing the lowered .pte from %s (same program content)", data_path)
-        return data_path.read_bytes(), delegation
     except (OSError, ValueError, KeyError, TypeError):
-        log.warning("ignoring the unreadable lowering cache entry %s", info_path)
+        log.warning("ignoring the unreadable lowering cache entry %s; lowering again", info_path)
         return None
+    data = cache.fetch(data_path)
+    if data is None:
+        return None
+    log.info("reusing the lowered .pte from %s (same program content)", data_path)
+    return data, delegation
 
 
 def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30) -> tuple[float, int]:

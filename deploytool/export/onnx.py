@@ -1,13 +1,12 @@
 """ONNX for onnxruntime: fp32 through the dynamo exporter, int8 QDQ through onnxruntime's static quantizer."""
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
 from deploytool.errors import LowerError, StageError
 from deploytool.export import Artifact, NotBuilt, Programs
-from deploytool.fsutil import atomic_write_bytes
+from deploytool.fsutil import atomic_write_bytes, scratch
 
 
 OPSET = 18  # the dynamo exporter's own default; onnxruntime >= 1.16 runs it, QDQ per-channel needs >= 13
@@ -54,8 +53,8 @@ def export_onnx(program, *, input_names: tuple[str, ...], output_names: tuple[st
     import torch
 
     try:
-        with tempfile.TemporaryDirectory(prefix="deploytool-onnx-") as scratch:
-            path = Path(scratch) / "model.onnx"
+        with scratch("onnx") as folder:
+            path = Path(folder) / "model.onnx"
             args = program.example_inputs[0] if program.example_inputs else ()
             onnx_program = torch.onnx.export(program, args, dynamo=True, opset_version=OPSET, verbose=False,
                                              input_names=list(input_names), output_names=list(output_names))

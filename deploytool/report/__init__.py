@@ -34,6 +34,7 @@ class ArtifactReport:
     build_error: str | None = None  # the format's writer failed: no file, nothing ran (see `not_built`)
     build_hint: str | None = None
     size_error: str | None = None  # an int8 artifact larger than its fp32 form (verify.oversize)
+    holds: dict[str, Any] | None = None  # what the file holds, measured from it (report.inspect.Holdings.to_dict)
 
     @property
     def passed(self) -> bool:
@@ -72,6 +73,7 @@ class ArtifactReport:
             "accuracy": self.accuracy or None,
             **({"build": {"error": self.build_error, "hint": self.build_hint}} if self.build_error else {}),
             **({"size_error": self.size_error} if self.size_error else {}),
+            "holds": self.holds,
             "notes": self.notes,
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -148,11 +150,33 @@ def summary_table(reports: list[ArtifactReport]) -> str:
         if r.unverified:
             parity += " (unverified: random data)"
         task = (f"{r.accuracy['artifact']:.1%} (eager {r.accuracy['eager_fp32']:.1%})" if r.accuracy else "-",)
-        rows.append((r.model, r.target, name, r.precision, human_size(r.size_bytes), delegated,
+        rows.append((r.model, r.target, name, held(r), human_size(r.size_bytes), delegated,
                      f"{first.sqnr_db:.1f} dB" if first else "-",
                      f"{first.top1_agreement:.3f}" if first and first.top1_agreement is not None else "-",
                      *(task if metric else ()), parity))
     return columns(rows)
+
+
+def held(report: ArtifactReport) -> str:
+    """The precision column: what the file holds (measured), saying so where it is not what was asked for.
+
+    >>> held(report)  # an int8 .pt2 whose quantizer matched nothing
+    'fp32 (asked int8)'
+    """
+    holds = report.holds
+    if not holds:
+        return report.precision
+    if holds["label"] == "mixed":
+        return f"mixed ({holds['int8_weight_share']:.0%} int8)"
+    return holds["label"] if holds["label"] == report.precision else f"{holds['label']} (asked {report.precision})"
+
+
+def holds_line(holds: dict[str, Any]) -> str:
+    """'int8: 98% of weight bytes 8-bit, 100% of MACs in int8 kernels', with the reason when there is one."""
+    compute = ("" if holds["int8_compute_share"] is None else
+               f", {holds['int8_compute_share']:.0%} of {holds['compute_unit']} in int8 kernels")
+    line = f"{holds['label']}: {holds['int8_weight_share']:.0%} of weight bytes 8-bit{compute}"
+    return f"{line} ({holds['reason']})" if holds.get("reason") else line
 
 
 def cross_table(rows: list) -> str:
@@ -181,6 +205,8 @@ def details(reports: list[ArtifactReport]) -> str:
     lines: list[str] = []
     for r in reports:
         lines.append(f"\n{r.target}: {r.artifact_path}")
+        if r.holds:
+            lines.append(f"  holds: {holds_line(r.holds)}")
         lines.extend(f"  note: {note}" for note in r.notes)
         if r.run_error:
             lines.append(f"  [FAIL] the artifact did not run: {r.run_error}")

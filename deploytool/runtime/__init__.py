@@ -11,13 +11,13 @@ import json
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from deploytool import fsutil
 from deploytool.registry import Registry
 
 Arrays = tuple[np.ndarray, ...]
@@ -68,7 +68,7 @@ def prestart(fmt: str) -> None:
 def run_artifact(path: Path, fmt: str, samples: list[Arrays], *, timeout_s: float = 300.0) -> RunResult:
     """Run every sample through the artifact in a child process: a prestarted one, else a fresh one."""
     runner = RUNNERS.get(fmt).target  # unknown formats fail here, with suggestions
-    with tempfile.TemporaryDirectory(prefix="deploytool-run-") as scratch:
+    with fsutil.scratch("run") as scratch:
         inputs, outputs = Path(scratch) / "inputs.npz", Path(scratch) / "outputs.npz"
         save_samples(inputs, samples)
         started = time.perf_counter()

@@ -12,12 +12,12 @@ import json
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from deploytool.fsutil import scratch
 from deploytool.runtime.native_build import (
     SOURCE_DIR,
     NativeBuildError,
@@ -153,7 +153,7 @@ def run_native(
     pte = Path(pte)
     if not runner.is_file():
         raise NativeRunError(f"native runner not found at {runner}; call build_runner() first")
-    with tempfile.TemporaryDirectory(prefix="deploytool-native-") as tmp:
+    with scratch("native") as tmp:
         in_dir = Path(tmp) / "in"
         out_dir = Path(tmp) / "out"
         in_dir.mkdir()

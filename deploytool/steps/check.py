@@ -16,6 +16,30 @@ from deploytool.report import ArtifactReport
 from deploytool.verify import verify
 
 
+MANIFEST_FIELDS = ("file", "format", "sha256", "precision")  # what check needs of each artifact entry
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """`folder`/manifest.json, checked for what `check` reads: a damaged or hand-edited one is a UsageError naming
+    the file and the field, never an internal error."""
+    path = folder / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path} is not readable JSON ({exc}); it was cut short or edited.",
+                         hint="Re-run `deploytool export` to write it again.") from None
+    entries = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        raise UsageError(f"{path} has no 'artifacts' list.", hint="Re-run `deploytool export` to write it again.")
+    for i, entry in enumerate([*entries, *manifest.get("not_built", [])]):
+        missing = [f for f in MANIFEST_FIELDS if not isinstance(entry, dict) or not isinstance(entry.get(f), str)]
+        if missing and not (isinstance(entry, dict) and "error" in entry and missing == ["sha256"]):
+            raise UsageError(f"{path}: artifact entry {i} lacks {', '.join(repr(f) for f in missing)}; check compares "
+                             "every file with the sha256 export recorded.",
+                             hint="Re-run `deploytool export` to write the manifest again.")
+    return manifest
+
+
 def native_runner_for(manifests: dict[Path, dict]) -> Path:
     """Build (or find cached) the native runner before any heavy work; --native needs a .pte to run."""
     from deploytool.runtime.native import ensure_runner

@@ -106,7 +106,15 @@ def write_target_files(prepared: Prepared, folder: Path, target: str, reports: l
              "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
              "quantization": quant.recipe if quant else None}
     atomic_write_json(folder / "manifest.json", manifest(prepared, reports))
-    atomic_write_json(folder / "report.json", target_report(reports, target=target, extra=extra))
+    write_report(folder, target_report(reports, target=target, extra=extra))
+
+
+def write_report(folder: Path, report: dict[str, Any]) -> None:
+    """A target's report.json, and report.html drawn from the same dict."""
+    from deploytool.report.page import write_target_html
+
+    atomic_write_json(folder / "report.json", report)
+    write_target_html(report, folder / "report.html")
 
 
 def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
@@ -116,6 +124,8 @@ def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
 
     built = [r for r in reports if not r.build_error]
     artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision,
+                  **({"holds": {k: r.holds[k] for k in ("label", "reason", "int8_weight_share", "int8_compute_share",
+                                                           "compute_unit")}} if r.holds else {}),
                   **({"companions": r.companions} if r.companions else {})} for r in built]
     first = ({**artifacts[0], "backend": "xnnpack"} if built[0].format == "pte" else artifacts[0]) if built else None
     return {

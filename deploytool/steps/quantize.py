@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 
 from deploytool.config import Precision, ProjectConfig
 from deploytool.context import QUANT_DIR, Prepared
-from deploytool.fsutil import atomic_write_bytes
+from deploytool import cache
 
 log = logging.getLogger("deploytool")
 
@@ -241,7 +242,7 @@ def write_references(folder: Path, refs_key: str, eager: list, int8: list) -> No
     """Save both output lists under `refs_key` (the quantize cache key and the held-out samples' content)."""
     from deploytool.npz import pack
 
-    atomic_write_bytes(folder / REFERENCES, pack({"eager": eager, "int8": int8}, key=np.array(refs_key)))
+    cache.store(folder / REFERENCES, pack({"eager": eager, "int8": int8}, key=np.array(refs_key)))
 
 
 def read_references(prepared: Prepared, folder: Path, refs_key: str) -> list | None:
@@ -249,12 +250,15 @@ def read_references(prepared: Prepared, folder: Path, refs_key: str) -> list | N
     a changed model, data split or option changes the key."""
     from deploytool.npz import unpack
 
+    data = cache.fetch(folder / REFERENCES)
+    if data is None:
+        return None
     try:
-        with np.load(folder / REFERENCES) as saved:
+        with np.load(io.BytesIO(data)) as saved:
             if str(saved["key"]) != refs_key:
                 return None
             lists = {name: unpack(saved, name) for name in ("eager", "int8")}
-    except (OSError, KeyError, ValueError):  # absent, from an older release, or cut short
+    except (OSError, KeyError, ValueError):  # from an older release
         return None
     log.info("reusing the held-out references in %s (eager and quantized outputs)", folder / REFERENCES)
     prepared.memo.setdefault("eager_outputs", lists["eager"])
@@ -281,7 +285,7 @@ def x86_int8_program(prepared: Prepared) -> Any:
     if ("x86_int8", key, folder) in prepared.memo:  # the AOTI writer and the cross-check both ask, in one run
         return prepared.memo["x86_int8", key, folder]
     record_path, program_path = folder / X86_RECORD, folder / X86_PROGRAM
-    if program_path.is_file() and _cache_key_of(record_path) == key:
+    if _cache_key_of(record_path) == key and cache.intact(program_path):
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the int8 fusions
 
         program = load_program(program_path)

@@ -44,6 +44,19 @@ CASES = [
                  ("error: --holdout: data.holdout = 1.5", "between 0 and 1"), id="out-of-range-holdout-flag"),
     pytest.param(None, None, ("--format", "ptee"), UsageError,
                  ("Unknown format 'ptee'", "Did you mean 'pte'?"), id="typo-in-format-flag"),
+    # The round's fault matrix: numbers that were accepted and failed late (exit 70) or made every run a HANG.
+    pytest.param("deploytool.toml", "[parity]\ntimeout_s = nan\n", (), ConfigError,
+                 ("parity.timeout_s = nan", "more than 0"), id="timeout-nan"),
+    pytest.param("deploytool.toml", "[parity]\ntimeout_s = inf\n", (), ConfigError,
+                 ("parity.timeout_s = inf",), id="timeout-inf"),
+    pytest.param("deploytool.toml", "[parity]\ntimeout_s = -1\n", (), ConfigError,
+                 ("parity.timeout_s = -1.0", "more than 0"), id="timeout-negative"),
+    pytest.param("deploytool.toml", "[parity]\ntimeout_s = " + "9" * 400 + "\n", (), ConfigError,
+                 ("'parity.timeout_s' = 99999999999999999999... (400 digits) is too large",), id="timeout-400-digits"),
+    pytest.param("deploytool.toml", "[data]\nholdout = 0.000001\nholdout_min = 0\n", (), ConfigError,
+                 ("data.holdout_min = 0", "at least 1 sample must be held out"), id="nothing-held-out"),
+    pytest.param(None, None, ("--input-shape", "1,100000000000,100000000000"), ConfigError,
+                 ("is 1e+22 values", "Check the shape for a typo"), id="shape-of-1e22-values"),
 ]
 
 

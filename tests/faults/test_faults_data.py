@@ -87,12 +87,41 @@ CASES = [
     pytest.param("model.py:build", lambda d: _npy(d, np.zeros((1, 4), np.float32)),
                  ("holds 1 sample(s); at least 2 are needed",), id="one-sample"),
     pytest.param("model.py:two_inputs", lambda d: np.savez(d / "pair.npz", a=np.zeros((8, 4)), b=np.zeros((8, 4)))
-                 or "pair.npz", ("names arrays 'a', 'b', which forward() does not take", "(missing: x, y)"), id="npz-names-mismatch"),
+                 or "pair.npz", ("names arrays 'a', 'b', which forward() does not take", "(missing: x, y)"),
+                 id="npz-names-mismatch"),
     pytest.param("model.py:two_inputs", lambda d: np.savez(d / "pair.npz", x=np.zeros((8, 4)), y=np.zeros((6, 4)))
                  or "pair.npz", ("different sample counts",), id="npz-sample-counts-differ"),
     pytest.param("model.py:build", lambda d: _pickled_pt(d / "calib.pt") or "calib.pt",
                  ("calib.pt: not a readable tensor file", "UnpicklingError"), id="pt-data-needing-pickle"),
+    # The round's fault matrix: each of these was an internal error (exit 70) or named the wrong thing.
+    pytest.param("model.py:build", lambda d: np.savez(d / "obj.npz", x=np.array([{"a": 1}] * 8, dtype=object))
+                 or "obj.npz", ("obj.npz: array 'x' holds Python objects", "numeric arrays only"),
+                 id="npz-object-array"),
+    pytest.param("model.py:build", lambda d: np.savez(d / "empty.npz") or "empty.npz",
+                 ("empty.npz holds no arrays",), id="npz-no-arrays"),
+    pytest.param("model.py:build", lambda d: np.savez(d / "scalar.npz", x=np.float32(3.0)) or "scalar.npz",
+                 ("scalar.npz: array 'x' is a single number (0-d)",), id="npz-0d-array"),
+    pytest.param("model.py:build", lambda d: _file(d, "cut.npz", _npz_bytes(d, "cut.npz")[:200]),
+                 ("cut.npz: not a readable .npz file",), id="npz-truncated"),
+    pytest.param("model.py:build", lambda d: _file(d, "crc.npz", _flip_payload(_npz_bytes(d, "crc.npz"))),
+                 ("crc.npz: array 'x' cannot be read",), id="npz-crc-broken"),
+    pytest.param("model.py:build", lambda d: _npy(d, _rows_with(3e38, 5) * np.float32([1, 1, 1, -1])),
+                 ("input 'x' holds values up to 3e+38", "float32 arithmetic overflows"), id="values-near-float32-max"),
+    pytest.param("model.py:build", lambda d: _npy(d, np.zeros((0, 4), np.float32)),
+                 ("bad.npy holds no samples (its first axis has length 0)",), id="npy-zero-samples"),
 ]
+
+
+def _npz_bytes(folder: Path, name: str) -> bytes:
+    """A good .npz of 40 samples, as bytes (a stored, uncompressed zip)."""
+    np.savez(folder / name, x=np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32))
+    return (folder / name).read_bytes()
+
+
+def _flip_payload(data: bytes) -> bytes:
+    """One byte of the array's data changed: the zip's CRC no longer matches."""
+    at = len(data) // 2
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
 
 
 def _pickled_pt(path: Path) -> None:
@@ -244,3 +273,12 @@ def test_three_images_give_no_pass_exit_1_naming_the_held_out_count(cli, digit_i
     assert "[FAIL] only" in result.stdout and needed in result.stdout
     report = json.loads((tmp_path / "build/deploytool/android/report.json").read_text())
     assert report["passed"] is False and needed in report["artifacts"][0]["parity"]["shortfall"]
+
+
+def test_a_shape_mismatch_is_not_called_a_dtype_problem(fault, project):
+    """A 3-channel .npy for a 1-channel conv: the hint once proposed dtype = "int64"."""
+    (project / "conv.py").write_text("import torch\n\ndef build():\n    return torch.nn.Conv2d(1, 4, 3).eval()\n")
+    np.save(project / "rgb.npy", np.random.default_rng(0).standard_normal((40, 3, 8, 8)).astype(np.float32))
+    result = fault("quantize", "--model", "conv.py:build", "--calib", "rgb.npy", error=DataError, exit_code=2,
+                   fragments=("rejects the data's input shape", "3 channels"))
+    assert "dtype" not in result.stderr.split("hint:")[1], result.stderr
