@@ -122,11 +122,14 @@ def diagnose(config: ProjectConfig, prepared: Prepared | None = None, *, fallbac
 
 @holds_output_lock
 def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, formats: tuple[str, ...] | None = None,
-           precision: Precision | None = None, prepared: Prepared | None = None) -> list[ArtifactReport]:
+           precision: Precision | None = None, prepared: Prepared | None = None,
+           arm64: tuple[str, ...] | None = None) -> list[ArtifactReport]:
     """Write each target's artifacts, verify each in its real runtime, write manifest.json and report.json.
 
     A format shared by several targets (the .pte of android and ios) is lowered once and copied. A format
     whose writer fails (StageError) is a failed row of the report (report.not_built); the others go on.
+    `arm64` (profile names; () for the default three) also runs each distinct .pte in the arm64 runtime under
+    qemu-user (deploytool.steps.arm64).
     """
     from deploytool.crosscheck import references_for
     from deploytool.errors import StageError
@@ -135,7 +138,10 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     from deploytool.steps.export import build, copy_artifact, cross_matrix, programs_for, write_target_files
     from deploytool.steps.quantize import x86_int8_program
 
+    from deploytool.steps.arm64 import arm64_setup, verify_arm64
+
     plan = plan_formats(targets or config.targets, formats)
+    arm = arm64_setup(arm64) if arm64 is not None else None  # a missing emulator fails before any heavy work
     prestart_first_runtime(plan)  # a no-op where the caller started it before preparing (cli/export); zoo, gate
     forget_export(config)  # a run that fails halfway leaves no stamp vouching for its files
     prepared = prepared or prepare(config)
@@ -148,6 +154,7 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
     failed: dict[str, StageError] = {}
     reports: list[ArtifactReport] = []
     per_target: dict[str, list[ArtifactReport]] = {}
+    on_arm64: set[str] = set()
     for target, target_formats in plan.items():
         folder = config.output_dir / target
         target_reports = per_target[target] = []
@@ -173,14 +180,19 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
                 own = references_for(artifact, references, prepared=prepared, samples=samples,
                                      timeout_s=config.parity.timeout_s,
                                      x86_int8=lambda: x86_int8_program(prepared))
-                target_reports.append(verify(artifact, target=target, samples=samples, references=own,
-                                             config=config, output_names=prepared.output_names,
-                                             unverified=prepared.split.calibration.is_random, reuse_runs=True))
+                verify_args = dict(target=target, samples=samples, references=own, config=config,
+                                   output_names=prepared.output_names,
+                                   unverified=prepared.split.calibration.is_random, reuse_runs=True)
+                target_reports.append(verify(artifact, **verify_args))
+                if arm is not None and artifact.format == "pte" and target_reports[-1].sha256 not in on_arm64:
+                    on_arm64.add(target_reports[-1].sha256)  # android's and ios's copies: one file, run once
+                    target_reports += verify_arm64(artifact, target_reports[-1], arm, eager=references.eager,
+                                                   activations=programs.int8_activations, **verify_args)
         reports.extend(target_reports)
     cross = cross_matrix(reports)
     for target, target_reports in per_target.items():
         write_target_files(prepared, config.output_dir / target, target, target_reports, quant, cross)
-    if all(r.passed for r in reports):
+    if all(r.passed for r in reports) and arm is None:
         from deploytool.report import summary_table
 
         # The next export with nothing changed is answered from it.
@@ -190,11 +202,12 @@ def export(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, for
 
 @holds_output_lock
 def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, native: bool = False,
-          prepared: Prepared | None = None) -> list[ArtifactReport]:
+          prepared: Prepared | None = None, arm64: tuple[str, ...] | None = None) -> list[ArtifactReport]:
     """Re-run parity on the artifacts already in the output folder (a CI gate).
 
     `native` also runs each .pte in the C++ runner (built on first use) and checks it against eager and
-    against the Python runtime's outputs.
+    against the Python runtime's outputs. `arm64` (profile names; () for the default three) runs each .pte in
+    the arm64 runtime under qemu-user as well (deploytool.steps.arm64).
     """
     from deploytool.crosscheck import references_for
     from deploytool.errors import UsageError
@@ -203,6 +216,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     from deploytool.report import not_built
     from deploytool.steps.check import (artifact_of, changed_since_export, native_runner_for, read_manifest,
                                         recorded_delegations, verify_native)
+    from deploytool.steps.arm64 import arm64_setup, verify_arm64
     from deploytool.steps.export import cross_matrix, write_report
     from deploytool.steps.quantize import x86_int8_program
 
@@ -217,12 +231,15 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     manifests = {folder: read_manifest(folder) for folder in folders}
     if native:
         native_runner_for(manifests)
+    arm = arm64_setup(arm64) if arm64 is not None else None
     prepared = prepared or prepare(config)
     int8 = any(a["precision"] == "int8" for m in manifests.values() for a in m["artifacts"] + m.get("not_built", []))
     quant = quantize(config, prepared) if int8 else None
     references = references_of(prepared, quant)
     samples = [batch_of_one(s, prepared.inputs) for _, s in prepared.held_out()]
+    activations = quant.recipe.get("activations", "static") if quant else "static"
     reports = []
+    on_arm64: set[str] = set()
     per_target: dict[Path, list[ArtifactReport]] = {}
     for folder, manifest in manifests.items():
         target_reports = per_target[folder] = []
@@ -244,8 +261,13 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
             verify_args = dict(target=folder.name, samples=samples, references=own, config=config,
                                output_names=prepared.output_names, unverified=prepared.split.calibration.is_random)
             target_reports.append(verify(artifact, **verify_args))
+            x86 = target_reports[-1]
             if native and artifact.format == "pte":
-                target_reports.append(verify_native(artifact, target_reports[-1], **verify_args))
+                target_reports.append(verify_native(artifact, x86, **verify_args))
+            if arm is not None and artifact.format == "pte" and x86.sha256 not in on_arm64:
+                on_arm64.add(x86.sha256)
+                target_reports += verify_arm64(artifact, x86, arm, eager=references.eager, activations=activations,
+                                               **verify_args)
         reports.extend(target_reports)
     cross = cross_matrix(reports)
     for folder, target_reports in per_target.items():

@@ -98,7 +98,7 @@ def _fmt(name: str, value: float) -> str:
         return f"{value:.2e}"
     if name == "task_drop":
         return f"{value:.1f} points"
-    if name == "nonfinite":
+    if name in ("nonfinite", "differing"):
         return f"{value:.0f}"
     return f"{value:.4f}"
 

@@ -32,9 +32,12 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, target: str, **meta: Any) -> None:
-        if name in self._entries:
+        """Add an entry; the same entry again is a no-op (a step that registers on each run), another one under
+        a taken name a ValueError."""
+        entry = Entry(name, target, meta)
+        if self._entries.get(name, entry) != entry:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
-        self._entries[name] = Entry(name, target, meta)
+        self._entries[name] = entry
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -253,17 +253,20 @@ class ZooRun:
 
 def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None,
               precisions: tuple[str, ...] | None = None, weights: Path | None = None,
-              calib_limit: int | None = None, update_baseline: bool = False) -> ZooRun:
+              calib_limit: int | None = None, update_baseline: bool = False,
+              arm64: tuple[str, ...] | None = None) -> ZooRun:
     """Quantize and export one entry via deploytool.api, measure, and compare with its expected.json.
 
     `calib_limit` overrides the recipe's (to see what a worse recipe does). With `update_baseline`, the
-    measured numbers become the new expected.json (written atomically) instead of being judged.
+    measured numbers become the new expected.json (written atomically) instead of being judged. `arm64` runs
+    each .pte on ARM's kernels too (api.export); those rows have no baseline, their verdicts count.
 
     >>> run = run_entry("digits", output=Path("build/zoo/digits"), targets=("android",))
     >>> run.passed, run.results["android"]["int8"]["sqnr_db"]
     (True, 34.1)
     """
     from deploytool import api
+    from deploytool.export import FORMATS
 
     zoo_entry = entry(name)
     recipe = replace(zoo_entry.recipe, calib_limit=calib_limit) if calib_limit else zoo_entry.recipe
@@ -273,11 +276,19 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
     prepared = api.prepare(configs[precisions[0]])
     results: dict[str, dict[str, dict[str, Any]]] = {}
     reports = []
+    second_runs: list[Finding] = []  # a .pte again in another runtime (arm64): its verdict, no baseline of its own
     for precision, config in configs.items():
         log.info("zoo %s: %s for %s", name, precision, ", ".join(targets))
-        for report in api.export(config, targets=targets, precision=Precision(precision), prepared=prepared):
-            results.setdefault(result_key(report, precision), {})[precision] = measure(report)
+        for report in api.export(config, targets=targets, precision=Precision(precision), prepared=prepared,
+                                 arm64=arm64):
             reports.append(report)
+            if report.format not in FORMATS:
+                measured = measure(report)
+                second_runs += [Finding(f"{report.target} ({report.format})", precision, message)
+                                for message in ([f"the artifact did not run: {report.run_error}"] if report.run_error
+                                                else [f"parity {line}" for line in measured["failed_checks"]])]
+                continue
+            results.setdefault(result_key(report, precision), {})[precision] = measure(report)
     source = zoo_entry.weights_source(weights)
     path = expected_path(name)
     previous = json.loads(path.read_text()) if path.is_file() else {}
@@ -285,7 +296,7 @@ def run_entry(name: str, *, output: Path, targets: tuple[str, ...] | None = None
     findings = compare_expected(results, previous if compared else {})
     if not compared:  # no baseline applies, but crashes and parity failures still count
         findings = [f for f in findings if not f.message.startswith(NO_BASELINE)]
-    findings = without_known_failures(findings, recipe)
+    findings = without_known_failures(findings, recipe) + second_runs
     run = ZooRun(zoo_entry, source, results, findings, path, compared, reports, prepared)
     if update_baseline:
         raise_on_findings(run)  # a crash or a parity failure is never stored as the expected result

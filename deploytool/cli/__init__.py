@@ -17,6 +17,7 @@ from deploytool.cli.diagnose import diagnose
 from deploytool.cli.export import export
 from deploytool.cli.inspect import inspect
 from deploytool.cli.quantize import quantize
+from deploytool.cli.setup import setup
 from deploytool.cli.targets import targets
 from deploytool.cli.zoo import zoo
 from deploytool.cli.options import RESULTS
@@ -43,7 +44,7 @@ def cli(verbose: bool, quiet: bool) -> None:
     _setup_logging(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
 
 
-for command in (quantize, diagnose, export, check, bench, inspect, targets, zoo):
+for command in (quantize, diagnose, export, check, bench, inspect, targets, zoo, setup):
     cli.add_command(command)
 
 

@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from deploytool.cli.export import show_reports
-from deploytool.cli.options import (FLAG_OF, build_config, command_with_examples, config_overrides,
-                                    executor_options, make_executor, print_json, project_options, split_list)
+from deploytool.cli.options import (FLAG_OF, arm64_option, arm64_profiles, build_config, command_with_examples,
+                                    config_overrides, executor_options, make_executor, print_json, project_options,
+                                    split_list)
 from deploytool.config import ProjectConfig
 from deploytool.errors import ParityFailed, UsageError
 
@@ -16,6 +17,8 @@ from deploytool.errors import ParityFailed, UsageError
 @command_with_examples("""  deploytool check
   deploytool check --target android --json
   deploytool check --native            # also run each .pte in the C++ runner (built on first use)
+  deploytool check --arm64             # and on ARM's kernels: NEON, dot product, i8mm, under qemu-user
+  deploytool check --arm64 cortex-a76,neoverse-n1
   deploytool check --junit deploytool-junit.xml   # every [[models]] entry x target; JUnit for CI
   deploytool check --update-baseline   # record the metrics in deploytool.baseline.json, then commit it
   deploytool check --executor ray      # each [[models]] entry as a Ray task (or --jobs N worker processes)
@@ -25,6 +28,7 @@ from deploytool.errors import ParityFailed, UsageError
 @click.option("--native", is_flag=True, help="Also run each .pte in a C++ executorch::extension::Module runner "
                                             "(x86-64 XNNPACK; needs cmake and a C++ compiler) and compare it with "
                                             "eager and with the Python runtime.")
+@arm64_option
 @click.option("--name", "names", help="Only these models: comma-separated names of [[models]] entries.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write JUnit XML here: one test case per model x target x check.")
@@ -32,8 +36,8 @@ from deploytool.errors import ParityFailed, UsageError
               help="Record this run's metrics in deploytool.baseline.json next to the config, for committing "
                    "(only when every parity check passes).")
 @executor_options
-def check(target: str | None, native: bool, names: str | None, junit: Path | None, update_baseline: bool,
-          executor_name: str, jobs: int, ray_address: str | None, **flags) -> None:
+def check(target: str | None, native: bool, arm64: str | None, names: str | None, junit: Path | None,
+          update_baseline: bool, executor_name: str, jobs: int, ray_address: str | None, **flags) -> None:
     """Re-run parity on the exported artifacts: a CI gate.
 
     Loads each artifact named by <output>/<target>/manifest.json in its real runtime, runs the held-out
@@ -54,11 +58,12 @@ def check(target: str | None, native: bool, names: str | None, junit: Path | Non
     if not named:  # one unnamed model: the recorded `quantize` run or the manifests fill in what flags leave out
         projects = [config_for_artifacts(flags)]
     if not (named or names or junit or update_baseline or executor or gate.baseline_path(projects).is_file()):
-        show_reports(api.check(projects[0], targets=split_list(target), native=native), as_json=flags["as_json"])
+        show_reports(api.check(projects[0], targets=split_list(target), native=native,
+                               arm64=arm64_profiles(arm64)), as_json=flags["as_json"])
         return
-    if native:
-        raise UsageError("--native cannot be combined with the model gate (named models, --name, --junit, "
-                         "--update-baseline or a deploytool.baseline.json next to the config).",
+    if native or arm64:
+        raise UsageError("--native and --arm64 cannot be combined with the model gate (named models, --name, "
+                         "--junit, --update-baseline or a deploytool.baseline.json next to the config).",
                          hint="Run `deploytool check --native --config FILE` on its own, with a single-model config "
                               "in a folder without a baseline.")
     result = gate.run(projects, names=split_list(names), targets=split_list(target), export=named,

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from deploytool.cli.diagnose import recipe_options, recipe_overrides
-from deploytool.cli.options import build_config, command_with_examples, print_json, project_options, split_list
+from deploytool.cli.options import (arm64_option, arm64_profiles, build_config, command_with_examples, print_json,
+                                    project_options, split_list)
 from deploytool.config import Precision, ScriptCapture
 from deploytool.errors import ParityFailed, StageError, UsageError
 
@@ -18,6 +19,7 @@ from deploytool.errors import ParityFailed, StageError, UsageError
   deploytool export --target all
   deploytool export --target server --format onnx --capture script
   deploytool export --model zoo:digits --target android --into android_demo
+  deploytool export --target android --arm64        # also verified on ARM's kernels under qemu-user
 """)("export")
 @project_options
 @recipe_options
@@ -31,11 +33,12 @@ from deploytool.errors import ParityFailed, StageError, UsageError
 @click.option("--capture", type=click.Choice([c.value for c in ScriptCapture]),
               help="How TorchScript formats (torchscript, ptl) capture the model [default: trace, checked on "
                    "held-out samples].")
+@arm64_option
 @click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path),
               help="Demo app folder (android_demo or ios_demo) to copy model.pte and manifest.json into, once "
                    "parity passes.")
-def export(target: str | None, formats: str | None, precision: str | None, capture: str | None, into: Path | None,
-           **flags) -> None:
+def export(target: str | None, formats: str | None, precision: str | None, capture: str | None, arm64: str | None,
+           into: Path | None, **flags) -> None:
     """Lower to each target's artifact, then verify it in its real runtime.
 
     Writes <output>/<target>/ with the artifacts (model.pte; server: model.onnx, model.pt, model.pt2 and
@@ -60,7 +63,7 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
     if into is not None:
         demo_target = _demo_target(plan, into)
     chosen = Precision(precision) if precision else api.default_precision(config)
-    previous = api.unchanged_export(config, plan, chosen) if into is None else None
+    previous = api.unchanged_export(config, plan, chosen) if into is None and arm64 is None else None
     if previous is not None:  # nothing changed since an export that passed: nothing to load or run
         if flags["as_json"]:
             print_json([artifact for report in previous.reports for artifact in report["artifacts"]])
@@ -75,7 +78,8 @@ def export(target: str | None, formats: str | None, precision: str | None, captu
             from deploytool.cli.quantize import show_summary
 
             show_summary(result)
-    reports = api.export(config, targets=targets, formats=split_list(formats), precision=chosen, prepared=prepared)
+    reports = api.export(config, targets=targets, formats=split_list(formats), precision=chosen, prepared=prepared,
+                         arm64=arm64_profiles(arm64))
     show_reports(reports, as_json=flags["as_json"])
     if into is not None:  # only reached when parity passed
         from deploytool.demo_apps import install_into_demo

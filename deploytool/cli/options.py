@@ -143,3 +143,26 @@ def make_executor(executor_name: str, jobs: int, ray_address: str | None):
 
     executor = executor_for(executor_name, jobs=jobs, ray_address=ray_address)
     return None if executor_name == "local" and jobs == 1 else executor
+
+
+ARM64_DEFAULT = "default"  # what a bare --arm64 stands for: the NEON, dot product and i8mm profiles
+
+
+def arm64_option(function):
+    """--arm64 [PROFILES]: also run each .pte in the arm64 ExecuTorch runtime under qemu-user."""
+    return click.option(
+        "--arm64", "arm64", is_flag=False, flag_value=ARM64_DEFAULT, default=None, metavar="[PROFILES]",
+        help="Also run each .pte on ARM's kernels: the arm64 ExecuTorch runtime under qemu-user, once per CPU "
+             "profile (default: cortex-a53 NEON, cortex-a76 dot product, an i8mm CPU), compared with eager and "
+             "with the x86 run. `deploytool setup arm64` installs and lists the profiles.")(function)
+
+
+def arm64_profiles(value: str | None) -> tuple[str, ...] | None:
+    """The --arm64 value as api.export/check take it: None (not asked), () (the defaults) or profile names.
+
+    >>> arm64_profiles("cortex-a53,cortex-a76"), arm64_profiles("default"), arm64_profiles(None)
+    (('cortex-a53', 'cortex-a76'), (), None)
+    """
+    if value is None:
+        return None
+    return () if value == ARM64_DEFAULT else split_list(value) or ()

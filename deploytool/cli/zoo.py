@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from deploytool.cli.options import command_with_examples, executor_options, make_executor, print_json, split_list
+from deploytool.cli.options import (arm64_option, arm64_profiles, command_with_examples, executor_options,
+                                    make_executor, print_json, split_list)
 from deploytool.config import Precision
 from deploytool.errors import UsageError
 
@@ -94,6 +95,7 @@ def show(name: str, as_json: bool) -> None:
   deploytool zoo run resnet18 --weights resnet18-f37072fd.pth
   deploytool zoo run digits --calib-limit 1          # what a worse recipe does to the results
   deploytool zoo run text --update-baseline          # after a deliberate change
+  deploytool zoo run mobilenet_v2 --target android --arm64   # the .pte on ARM's kernels too (qemu-user)
 """)("run")
 @click.argument("names", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Run every entry.")
@@ -106,11 +108,12 @@ def show(name: str, as_json: bool) -> None:
                    "with the baseline.")
 @click.option("--calib-limit", type=int, help="Override the recipe's calibration sample limit.")
 @click.option("--update-baseline", is_flag=True, help="Write the measured results as the new expected.json.")
+@arm64_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @executor_options
 def run(names: tuple[str, ...], run_all: bool, target: str | None, precision: str | None, output: str,
-        weights: Path | None, calib_limit: int | None, update_baseline: bool, as_json: bool, executor_name: str,
-        jobs: int, ray_address: str | None) -> None:
+        weights: Path | None, calib_limit: int | None, update_baseline: bool, arm64: str | None, as_json: bool,
+        executor_name: str, jobs: int, ray_address: str | None) -> None:
     """Quantize and export entries, verify them in their runtime, and compare with expected.json.
 
     Exit code 1 when a metric regresses past its stored tolerance, an artifact crashes, or a parity
@@ -129,7 +132,9 @@ def run(names: tuple[str, ...], run_all: bool, target: str | None, precision: st
     executor = make_executor(executor_name, jobs, ray_address)
     if executor is None:
         runs = [_run_one(name, target=target, precision=precision, output=Path(output), weights=weights,
-                         calib_limit=calib_limit, update_baseline=update_baseline) for name in names]
+                         calib_limit=calib_limit, update_baseline=update_baseline, arm64=arm64) for name in names]
+    elif arm64 is not None:
+        raise UsageError("--arm64 runs in this process only.", hint="Drop --executor/--jobs for the arm64 check.")
     elif update_baseline:
         raise UsageError("--update-baseline rewrites each expected.json from all its targets at once; it runs "
                          "in this process only.", hint="Drop --executor/--jobs for the baseline update.")
@@ -156,13 +161,13 @@ def run(names: tuple[str, ...], run_all: bool, target: str | None, precision: st
 
 
 def _run_one(name: str, *, target: str | None, precision: str | None, output: Path, weights: Path | None,
-             calib_limit: int | None, update_baseline: bool):
+             calib_limit: int | None, update_baseline: bool, arm64: str | None):
     from deploytool.zoo import run_entry
 
     click.echo(f"zoo: running {name}", err=True)
     return run_entry(name, output=output / name, targets=split_list(target),
                      precisions=(precision,) if precision else None, weights=weights.resolve() if weights else None,
-                     calib_limit=calib_limit, update_baseline=update_baseline)
+                     calib_limit=calib_limit, update_baseline=update_baseline, arm64=arm64_profiles(arm64))
 
 
 def _run_matrix(names: tuple[str, ...], executor, *, target: str | None, precision: str | None, output: Path,

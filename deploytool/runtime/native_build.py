@@ -175,7 +175,7 @@ def _source_files() -> list[Path]:
     return files
 
 
-def _build_key(et_root: Path) -> str:
+def _build_key(et_root: Path, extra: str = "") -> str:
     h = hashlib.sha256()
     for path in _source_files():
         h.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0")
@@ -184,6 +184,8 @@ def _build_key(et_root: Path) -> str:
     # different install location needs its own build even at the same version.
     h.update(f"executorch={_executorch_version()}\0root={et_root}\0".encode())
     h.update(f"platform={sys.platform}\0".encode())
+    if extra:  # a cross build (arm64.py): the target triple, its compiler and the target's wheel
+        h.update(f"extra={extra}\0".encode())
     return h.hexdigest()[:16]
 
 
@@ -236,6 +238,9 @@ def build_runner(
     jobs: int = 2,
     force: bool = False,
     timeout_s: float = 900.0,
+    executorch_root: Path | None = None,
+    toolchain_file: Path | None = None,
+    key_extra: str = "",
 ) -> Path:
     """Build `deploytool_runner` (Release) and return the path of the binary.
 
@@ -244,10 +249,15 @@ def build_runner(
     location; an existing binary there is reused unless `force` is set.
     Raises NativeBuildError naming what is missing (executorch wheel parts,
     cmake >= 3.19, a C++ compiler) or quoting the compile error.
+
+    Cross builds (arm64.py) pass the unpacked executorch tree of the target's
+    wheel as `executorch_root`, a CMake `toolchain_file` naming the cross
+    compiler (then $CXX / c++ is not looked up), and `key_extra` (triple,
+    compiler version, wheel) so they get a cache folder of their own.
     """
-    et_root = _executorch_root()
+    et_root = Path(executorch_root).resolve() if executorch_root is not None else _executorch_root()
     cmake_pkg_dir = _check_wheel(et_root)
-    key = _build_key(et_root)
+    key = _build_key(et_root, key_extra)
     work = Path(cache_dir) if cache_dir is not None else default_cache_root()
     work = work.expanduser().resolve() / key
     exe = work / "bin" / RUNNER_NAME
@@ -255,7 +265,11 @@ def build_runner(
         return exe
 
     cmake = _find_cmake()
-    cxx = _find_cxx()
+    # A toolchain file names its own compiler; otherwise the host's C++ compiler.
+    compiler_args = (
+        [f"-DCMAKE_TOOLCHAIN_FILE={toolchain_file}"] if toolchain_file is not None
+        else [f"-DCMAKE_CXX_COMPILER={_find_cxx()}"]
+    )
     work.mkdir(parents=True, exist_ok=True)
     with _file_lock(work / ".lock"):
         if exe.is_file() and os.access(exe, os.X_OK) and not force:
@@ -272,7 +286,7 @@ def build_runner(
                     "-S", str(SOURCE_DIR),
                     "-B", str(build_dir),
                     "-DCMAKE_BUILD_TYPE=Release",
-                    f"-DCMAKE_CXX_COMPILER={cxx}",
+                    *compiler_args,
                     f"-Dexecutorch_DIR={cmake_pkg_dir}",
                 ],
                 log, "configure", timeout_s,

@@ -149,16 +149,28 @@ def run_native(
     NativeRunError with the runner's one-line error, the signal name when it
     crashed, or a timeout notice.
     """
+    return run_native_many(runner, pte, [inputs], timeout_s=timeout_s)[0]
+
+
+def run_native_many(
+    runner: Path,
+    pte: Path,
+    samples: Sequence[Sequence[np.ndarray]],
+    *,
+    timeout_s: float = 120,
+) -> list[list[np.ndarray]]:
+    """`run_native` for several samples in one process: the program is loaded once (under an emulator a process
+    per sample cost more than the model). `timeout_s` covers them all."""
     runner = Path(runner)
     pte = Path(pte)
     if not runner.is_file():
         raise NativeRunError(f"native runner not found at {runner}; call build_runner() first")
     with scratch("native") as tmp:
-        in_dir = Path(tmp) / "in"
-        out_dir = Path(tmp) / "out"
-        in_dir.mkdir()
-        _write_inputs(in_dir, inputs)
-        cmd = [str(runner), str(pte), str(in_dir), str(out_dir)]
+        pairs = [(Path(tmp) / f"in{i}", Path(tmp) / f"out{i}") for i in range(len(samples))]
+        for (in_dir, _), inputs in zip(pairs, samples):
+            in_dir.mkdir()
+            _write_inputs(in_dir, inputs)
+        cmd = [str(runner), str(pte), *(str(p) for pair in pairs for p in pair)]
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, errors="replace",
@@ -191,4 +203,4 @@ def run_native(
                 f"native runner failed on {pte.name} (exit {rc}): {msg}",
                 returncode=rc, stderr=proc.stderr,
             )
-        return _read_outputs(out_dir)
+        return [_read_outputs(out_dir) for _, out_dir in pairs]

@@ -1,6 +1,9 @@
 // deploytool_runner: runs the `forward` method of an ExecuTorch .pte file.
 //
-//   deploytool_runner MODEL.pte IN_DIR OUT_DIR
+//   deploytool_runner MODEL.pte IN_DIR OUT_DIR [IN_DIR OUT_DIR ...]
+//
+// Each (IN_DIR, OUT_DIR) pair is one sample; the program is loaded once for all
+// of them (under an emulator, a process per sample cost more than the model).
 //
 // Input i is read from IN_DIR/in_<i>.bin as raw little-endian bytes. Its dtype
 // and shape come from the method's metadata; an optional IN_DIR/in_<i>.json
@@ -474,17 +477,8 @@ std::string runtime_detail() {
   return " [runtime: " + g_log.front() + "]";
 }
 
-int run(int argc, char** argv) {
-  if (argc != 4) {
-    fail("usage: deploytool_runner MODEL.pte IN_DIR OUT_DIR");
-  }
-  const fs::path model_path = argv[1];
-  const fs::path in_dir = argv[2];
-  const fs::path out_dir = argv[3];
-
-  if (!fs::is_regular_file(model_path)) {
-    fail("model file not found: " + model_path.string());
-  }
+void run_sample(Module& module, const MethodMeta& meta, const fs::path& in_dir,
+                const fs::path& out_dir) {
   if (!fs::is_directory(in_dir)) {
     fail("input directory not found: " + in_dir.string());
   }
@@ -493,6 +487,33 @@ int run(int argc, char** argv) {
   if (ec) {
     fail("cannot create output directory " + out_dir.string() + ": " +
          ec.message());
+  }
+  Inputs inputs = read_inputs(meta, in_dir);
+
+  auto outputs = module.execute(kMethod, inputs.values);
+  if (!outputs.ok()) {
+    std::string hint;
+    if (inputs.reshaped) {
+      hint = " (an input shape differs from the exported one; the method may "
+             "not accept dynamic shapes)";
+    }
+    fail(std::string("executing '") + kMethod + "' failed: " +
+         error_name(outputs.error()) + hint + runtime_detail());
+  }
+
+  for (size_t j = 0; j < outputs->size(); ++j) {
+    write_output(j, outputs->at(j), out_dir);
+  }
+}
+
+int run(int argc, char** argv) {
+  if (argc < 4 || argc % 2 != 0) {
+    fail("usage: deploytool_runner MODEL.pte IN_DIR OUT_DIR [IN_DIR OUT_DIR ...]");
+  }
+  const fs::path model_path = argv[1];
+
+  if (!fs::is_regular_file(model_path)) {
+    fail("model file not found: " + model_path.string());
   }
 
   Module module(model_path.string(), Module::LoadMode::File);
@@ -530,21 +551,8 @@ int run(int argc, char** argv) {
          error_name(method_error) + runtime_detail());
   }
 
-  Inputs inputs = read_inputs(meta.get(), in_dir);
-
-  auto outputs = module.execute(kMethod, inputs.values);
-  if (!outputs.ok()) {
-    std::string hint;
-    if (inputs.reshaped) {
-      hint = " (an input shape differs from the exported one; the method may "
-             "not accept dynamic shapes)";
-    }
-    fail(std::string("executing '") + kMethod + "' failed: " +
-         error_name(outputs.error()) + hint + runtime_detail());
-  }
-
-  for (size_t j = 0; j < outputs->size(); ++j) {
-    write_output(j, outputs->at(j), out_dir);
+  for (int pair = 2; pair + 1 < argc; pair += 2) {
+    run_sample(module, meta.get(), argv[pair], argv[pair + 1]);
   }
   return 0;
 }
