@@ -24,6 +24,7 @@ def test_search_stops_at_static_when_it_meets_the_default_budget(cli, digit_imag
     assert search["met"] and search["activations"] == "static" and search["budget"] == {"min_sqnr_db": 20.0}
     kept = search["steps"][0]
     assert kept["latency_ms"] > 0 and kept["size_bytes"] > 0  # measured on the lowered .pte
+    assert kept["int8_weight_share"] > 0.9  # read from the .pte: its weights are stored in 8 bits
     assert "search: static int8: SQNR" in result.stderr and calibration_passes == [1]
 
 

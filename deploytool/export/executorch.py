@@ -178,15 +178,20 @@ def _cached(key: str, cache_dir: Path) -> tuple[bytes, Delegation] | None:
     return data, delegation
 
 
-def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30) -> tuple[float, int]:
-    """(median batch-1 latency in ms, size in bytes) of the program's .pte in the ExecuTorch runtime, lowered
-    through `lower_pte_cached`. 30 runs after a warm-up are steady enough to rank variants of one model.
+def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30):
+    """The program's .pte lowered through `lower_pte_cached`, measured (quantize.session.PteCost): median batch-1
+    latency in the ExecuTorch runtime (30 runs after a warm-up are steady enough to rank variants of one model),
+    size, and the share of its weight bytes stored in 8 bits, read from the file.
 
-    >>> latency_ms, size = pte_cost(program, cache_dir=Path("build/deploytool/.cache/pte"), example_inputs=(x,))
+    >>> pte_cost(program, cache_dir=Path("build/deploytool/.cache/pte"), example_inputs=(x,)).latency_ms
+    3.66
     """
     from executorch.runtime import Runtime
 
+    from deploytool.fsutil import scratch
     from deploytool.progress import quiet_native_stderr
+    from deploytool.quantize.session import PteCost
+    from deploytool.report.inspect import holdings
     from deploytool.runtime.timing import measure
 
     data, _ = lower_pte_cached(program, cache_dir=cache_dir)
@@ -194,7 +199,10 @@ def pte_cost(program, *, cache_dir: Path, example_inputs: tuple, runs: int = 30)
         method = Runtime.get().load_program(data).load_method("forward")
     inputs = tuple(t.contiguous() for t in example_inputs)
     timed = measure(lambda: method.execute(inputs), runs=runs, warmup=1, load_s=0.0, thread_setting="")
-    return timed["median_ms"], len(data)
+    with scratch("cost") as folder:
+        (Path(folder) / "model.pte").write_bytes(data)
+        share = holdings(Path(folder) / "model.pte", "pte").int8_weight_share
+    return PteCost(timed["median_ms"], len(data), share)
 
 
 def program_fingerprint(program) -> str:

@@ -112,7 +112,7 @@ def _step(session: Session, layer: str | None, evaluation: Evaluation, kept: tup
     """One step's record; its .pte latency measured by `cost` (through the export's cache, so `export` reuses the
     .pte of the step the fallback settles on)."""
     met = meets(evaluation, session.recipe, session.eager_accuracy)
-    latency = round(cost(session.quantized(kept).program)[0], 4) if cost else None
+    latency = round(cost(session.quantized(kept).program).latency_ms, 4) if cost else None
     log.info("fallback: %s -> %.1f dB%s", f"+{layer}" if layer else "all int8", evaluation.sqnr_db,
              " (met)" if met else "")
     return FallbackStep(layer, round(evaluation.sqnr_db, 3), evaluation.top1_agreement, evaluation.accuracy,

@@ -15,8 +15,9 @@ is the measured cost of the .pte (trained MobileNetV2, batch 1, 1 thread: static
      followed by a ReLU in fp32 (still delegated), so on a ReLU CNN this is mostly fp32 (quantize/diagnose.py
      dynamic_capable);
   5. only under a budget the user set: the fp32 fallback over static int8 (quantize/fallback.py).
-Cheapest means the lower .pte latency, then size, measured in the ExecuTorch runtime by the `cost` function the
-caller hands in (it lowers through the export's cache, so `export` reuses that .pte).
+Cheapest means mostly int8 by the .pte's own weight bytes first, then the lower .pte latency, then size, measured
+in the ExecuTorch runtime by the `cost` function the caller hands in (it lowers through the export's cache, so
+`export` reuses that .pte).
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class Step:
     missed: tuple[str, ...] = ()  # which parts of the budget it missed
     latency_ms: float | None = None  # measured for the variants that could be kept: the search stops there
     size_bytes: int | None = None
+    int8_weight_share: float | None = None  # of the .pte's weight bytes, read from the file
     activations: str = "static"  # static, mixed or dynamic
     error: str | None = None  # why the step could not be built or judged: a row, and the search goes on
 
@@ -72,7 +74,8 @@ class Step:
         if self.task:
             parts.append(f"{self.task['metric']} {self.task['artifact']:.2%} (eager {self.task['eager_fp32']:.2%})")
         if self.latency_ms is not None:
-            parts.append(f".pte {self.latency_ms:.2f} ms, {self.size_bytes / 1e6:.2f} MB")
+            parts.append(f".pte {self.latency_ms:.2f} ms, {self.size_bytes / 1e6:.2f} MB, "
+                         f"{self.int8_weight_share:.0%} of weight bytes int8")
         verdict = "meets the budget" if self.met else "misses " + "; ".join(self.missed)
         return f"{self.name}: {', '.join(parts)} -> {verdict}"
 
@@ -229,7 +232,7 @@ def _cheapest(tried: list[Tried], cost: Cost | None) -> Tried:
         try:
             with timed_stage(f"search: lowering and timing the .pte of {candidate.step.name}", log=log,
                              quiet_s=SILENCE_S):
-                latency, size = cost(candidate.program.program)
+                measured_cost = cost(candidate.program.program)
         except Exception as exc:  # lowering or running the .pte can raise anything (a delegate's execute error)
             if position == len(ranked) - 1 and not measured:
                 raise exc if isinstance(exc, DeployError) else QuantizeError(
@@ -239,10 +242,15 @@ def _cheapest(tried: list[Tried], cost: Cost | None) -> Tried:
             candidate.step = dataclasses.replace(candidate.step, met=False, missed=(
                 *candidate.step.missed, f"its .pte could not be built or run: {failure_reason(exc)}"))
             continue
-        candidate.step = dataclasses.replace(candidate.step, latency_ms=round(latency, 4), size_bytes=size)
+        candidate.step = dataclasses.replace(candidate.step, latency_ms=round(measured_cost.latency_ms, 4),
+                                             size_bytes=measured_cost.size_bytes,
+                                             int8_weight_share=round(measured_cost.int8_weight_share, 4))
         measured.append(candidate)
         if not candidate.step.met:
             break  # none met: the best buildable one is kept
-    kept = min(measured, key=lambda t: (not t.step.met, t.step.latency_ms, t.step.size_bytes))
+    # Of those that met the budget: mostly int8 first (a "dynamic int8" that keeps its big weights fp32 is not the
+    # int8 artifact the user asked for), then the faster, then the smaller.
+    kept = min(measured, key=lambda t: (not t.step.met, t.step.int8_weight_share < 0.5, t.step.latency_ms,
+                                        t.step.size_bytes))
     log.info("search: kept %s", kept.step.line())
     return kept

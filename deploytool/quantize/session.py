@@ -13,7 +13,7 @@ import copy
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,7 +26,16 @@ FP32_EXTRA_BYTES = 3  # a weight kept fp32 takes 4 bytes instead of 1
 # (deploytool.scale.jobs.evaluate_candidates spreads them as jobs), so quantizing knows nothing of jobs.
 EvaluateMany = Callable[["Session", dict[str, tuple[str, ...]]], list["Evaluation"]]
 # A program's .pte latency (ms) and size (bytes), measured by the layer above (it knows the formats).
-Cost = Callable[[Any], tuple[float, int]]
+class PteCost(NamedTuple):
+    """A variant's .pte, measured: median batch-1 latency, file size, and the share of its weight bytes stored in
+    8 bits (deploytool.report.inspect), so a "dynamic int8" that keeps the big weights fp32 is seen as such."""
+
+    latency_ms: float
+    size_bytes: int
+    int8_weight_share: float
+
+
+Cost = Callable[[Any], PteCost]
 
 
 @dataclass(frozen=True)
