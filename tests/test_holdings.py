@@ -205,3 +205,40 @@ def test_to_dict_is_json_and_inspect_states_what_it_holds(exported_all):
     inspected = inspect_artifact(output / "server" / "model.int8.onnx")
     assert inspected.holdings == holdings(output / "server" / "model.int8.onnx")
     assert "holds: int8" in inspected.text() and inspected.to_dict()["holdings"]["label"] == "int8"
+
+
+NOTHING_TO_QUANTIZE = '''
+import torch
+from torch import nn
+
+
+class Normed(nn.Module):
+    """LayerNorm and GELU only: nothing XNNPACK's int8 quantizer annotates."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(16)
+
+    def forward(self, x):
+        return torch.nn.functional.gelu(self.norm(x))
+
+
+def build():
+    torch.manual_seed(0)
+    return Normed().eval()
+'''
+
+
+def test_an_int8_export_that_quantized_nothing_is_called_fp32_in_the_table_and_the_manifest(cli):
+    import numpy as np
+
+    (cli.folder / "model.py").write_text(NOTHING_TO_QUANTIZE)
+    np.save(cli.folder / "calib.npy", np.random.default_rng(0).standard_normal((40, 16)).astype(np.float32))
+    result = cli("export", "--model", "model.py:build", "--calib", "calib.npy", "--target", "android")
+    row = next(line for line in result.stdout.splitlines() if "model.pte" in line and "android" in line)
+    assert "fp32 (asked int8)" in row, result.stdout
+    assert "holds: fp32: 0% of weight bytes 8-bit" in result.stdout and "matched no pattern" in result.stdout
+    manifest = json.loads((cli.folder / "build/deploytool/android/manifest.json").read_text())
+    (entry,) = manifest["artifacts"]
+    assert entry["precision"] == "int8" and entry["holds"]["label"] == "fp32"
+    assert "matched no pattern" in entry["holds"]["reason"]
