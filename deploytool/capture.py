@@ -17,14 +17,18 @@ log = logging.getLogger("deploytool")
 MAX_BATCH = 1024  # upper bound of the dynamic batch dimension; calibration batches stay far below it
 
 
+Varying = tuple[dict[int, int], ...]  # per input, {axis: max} of the axes whose length varies between samples
+
+
 @dataclass
 class Captured:
     program: Any  # torch.export.ExportedProgram
     method: str  # "strict" or "non-strict"
     dynamic_batch: bool
+    varying: Varying = ()  # the bounded dynamic axes the program keeps, and every program made from it
 
 
-def capture(module, example_inputs: tuple) -> Captured:
+def capture(module, example_inputs: tuple, *, varying: Varying = ()) -> Captured:
     """torch.export the module, trying strict then non-strict mode, each batch-dynamic first (batched calibration).
 
     >>> captured = capture(model, (torch.zeros(1, 3, 224, 224),))
@@ -36,7 +40,7 @@ def capture(module, example_inputs: tuple) -> Captured:
     for strict, dyn in attempts:
         label = f"{'strict' if strict else 'non-strict'}{', batch-dynamic' if dyn else ''}"
         try:
-            program = export(module, example_inputs, strict=strict, dynamic_batch=dyn)
+            program = export(module, example_inputs, strict=strict, dynamic_batch=dyn, varying=varying)
         except Exception as exc:  # torch.export raises many unrelated types; every one means "not this way"
             log.debug("capture (%s) failed: %s", label, exc)
             failures.append((label, exc))
@@ -48,22 +52,30 @@ def capture(module, example_inputs: tuple) -> Captured:
                      "; ".join(f"{name}: {_first_line(exc)}" for name, exc in failures))
         else:
             log.info("captured with torch.export (%s%s)", label, calibration)
-        return Captured(program, "strict" if strict else "non-strict", dyn)
+        return Captured(program, "strict" if strict else "non-strict", dyn, varying)
     raise _diagnose(failures)
 
 
-def export(module, example_inputs: tuple, *, strict: bool, dynamic_batch: bool):
+def export(module, example_inputs: tuple, *, strict: bool, dynamic_batch: bool, varying: Varying = ()):
+    """torch.export.export, batch-dynamic if asked, with `varying` axes dynamic up to their bounds: inputs whose
+    axis has the same bound share one size (input_ids and their attention_mask)."""
     import torch
 
     # Canonical strides: a size-1 dim with an odd stride (e.g. from numpy) becomes a strange dim order in the
     # .pte, and XNNPACK then fails at run time with "Propagating input shapes failed".
     example_inputs = tuple(t.clone(memory_format=torch.contiguous_format) for t in example_inputs)
-    dynamic_shapes = None
+    shapes: list[dict] = [{} for _ in example_inputs]
     if dynamic_batch:
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         # Size-1 dims get specialised by export, so trace with a batch of 2.
         example_inputs = tuple(t.expand(2, *t.shape[1:]).clone() for t in example_inputs)
-        dynamic_shapes = tuple({0: batch} for _ in example_inputs)
+        for shape in shapes:
+            shape[0] = batch
+    shared: dict[tuple[int, int], Any] = {}
+    for shape, axes in zip(shapes, varying):
+        for axis, bound in axes.items():
+            shape[axis] = shared.setdefault((axis, bound), torch.export.Dim(f"length{axis}_{bound}", max=bound))
+    dynamic_shapes = tuple(s or None for s in shapes) if any(shapes) else None
     with torch.no_grad():
         return torch.export.export(module, example_inputs, dynamic_shapes=dynamic_shapes, strict=strict)
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from deploytool.config import IMAGENET, Color, InputSpec, Precision, Preprocess, ProjectConfig
-from deploytool.data import Split, split
+from deploytool.data import Split, check_varying, split
 from deploytool.errors import DataError, DeployError, UsageError
 from deploytool.progress import SILENCE_S, timed_stage
 from deploytool.runtime import as_arrays
@@ -57,7 +57,7 @@ class Prepared:
 
             started = time.perf_counter()
             with timed_stage("capturing with torch.export", log=log, quiet_s=SILENCE_S):
-                self.memo["captured"] = capture(self.loaded.module, self.example_inputs)
+                self.memo["captured"] = capture(self.loaded.module, self.example_inputs, varying=self.varying)
             self.timings["capture"] = time.perf_counter() - started
         return self.memo["captured"]
 
@@ -65,7 +65,25 @@ class Prepared:
         """The held-out (ref, sample) pairs, decoded once: references, runners and writers all read them."""
         if "held_out" not in self.memo:
             self.memo["held_out"] = list(self.split.held_out.samples())
+            if self.varying:
+                first = next(self.split.calibration.samples())
+                for ref, sample in self.memo["held_out"]:
+                    check_varying(ref.key, sample, self.varying, like=first)
         return self.memo["held_out"]
+
+    @property
+    def varying(self) -> tuple[dict[int, int], ...]:
+        """Per input, {axis: max} of its dynamic axes (config.dynamic_dims), in the inputs' order."""
+        return self.split.calibration.varying
+
+    def verified_lengths(self) -> dict[str, list[int]]:
+        """'input axis N' -> the sorted lengths the held-out samples had there: what the verdicts cover."""
+        found: dict[str, set[int]] = {}
+        for _, sample in self.held_out():
+            for spec, array, axes in zip(self.inputs, sample, self.varying):
+                for axis in axes:
+                    found.setdefault(f"{spec.name} axis {axis}", set()).add(int(array.shape[axis - 1]))
+        return {name: sorted(lengths) for name, lengths in found.items()}
 
     def eager_outputs(self) -> list[list[np.ndarray]]:
         """The eager model's outputs on held_out(), one sample per call as the artifacts run them."""
@@ -235,6 +253,10 @@ def prepare(config: ProjectConfig) -> Prepared:
                   calib_limit=config.data.calib_limit)
     first_ref, first = next(parts.calibration.samples())
     inputs = _check_inputs(inputs, input_names, first, first_ref.key, config)
+    varying = _varying(config, inputs)
+    if varying:  # batches group samples of one length; every sample is held to its axes' bounds
+        parts = replace(parts, calibration=replace(parts.calibration, varying=varying),
+                        held_out=replace(parts.held_out, varying=varying))
     example_inputs = to_torch(first, inputs)
     prepared = Prepared(config, loaded, inputs, preprocess, parts, example_inputs)
     normalized = _normalized(prepared, first_ref.key)
@@ -293,14 +315,34 @@ def _check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, 
     if not inputs:
         return tuple(InputSpec(n, (1, *a.shape), str(a.dtype) if a.dtype != np.float64 else "float32")
                      for n, a in zip(names, first))
+    dynamic = {(d.input, d.axis) for d in config.dynamic_dims}
     for spec, array in zip(inputs, first):
-        if tuple(spec.shape[1:]) != tuple(array.shape):
+        fixed = [i for i in range(1, len(spec.shape)) if (spec.name, i) not in dynamic]
+        if len(spec.shape) - 1 != array.ndim or any(spec.shape[i] != array.shape[i - 1] for i in fixed):
             raise DataError(
                 f"{key}: input '{spec.name}' has shape {list(array.shape)}, but its [[inputs]] shape expects "
                 f"{list(spec.shape[1:])} per sample (model input {list(spec.shape)}).",
                 hint=f'Fix shape in the [[inputs]] table with name = "{spec.name}", or set [preprocess] '
                      "resize/center_crop so images come out at that size.")
     return inputs
+
+
+def _varying(config: ProjectConfig, inputs: tuple[InputSpec, ...]) -> tuple[dict[int, int], ...]:
+    """config.dynamic_dims per input ({axis: max}), each checked against the inputs it names."""
+    from deploytool.errors import ConfigError
+
+    names = [spec.name for spec in inputs]
+    for dim in config.dynamic_dims:
+        if dim.input not in names:
+            raise ConfigError(f"dynamic_dims names input '{dim.input}', which the model does not take; its inputs: "
+                              f"{', '.join(names)}.", hint="Name one of them: --dynamic-dim INPUT:AXIS:MAX.")
+        spec = inputs[names.index(dim.input)]
+        if dim.axis >= len(spec.shape):
+            raise ConfigError(f"dynamic_dims '{dim.input}': axis {dim.axis}, but the input has {len(spec.shape)} axes "
+                              f"({list(spec.shape)}, batch first).")
+    if not config.dynamic_dims:
+        return ()
+    return tuple({d.axis: d.max for d in config.dynamic_dims if d.input == spec.name} for spec in inputs)
 
 
 def _normalized(prepared: Prepared, key: str) -> Any:

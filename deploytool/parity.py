@@ -228,23 +228,22 @@ def output_metrics(name: str, reference: list[np.ndarray], candidate: list[np.nd
     >>> output_metrics("y", [np.ones((1, 4))], [np.array([[1, 1, np.nan, 1]])]).nonfinite
     1
     """
-    ref = np.stack([np.asarray(r, np.float64).reshape(-1) for r in reference])
-    cand = np.stack([np.asarray(c, np.float64).reshape(-1) for c in candidate])
-    if ref.shape != cand.shape:
-        raise ValueError(f"output '{name}': shapes differ, reference {ref.shape} vs candidate {cand.shape}")
-    finite = np.isfinite(ref) & np.isfinite(cand)
-    broken = np.isfinite(ref) & ~np.isfinite(cand)
-    broken_samples = np.flatnonzero(broken.any(axis=1))
-    ref, cand = np.where(finite, ref, 0.0), np.where(finite, cand, 0.0)  # both sides 0: the pair adds nothing
+    refs = [np.asarray(r, np.float64).reshape(-1) for r in reference]
+    cands = [np.asarray(c, np.float64).reshape(-1) for c in candidate]
+    if [np.shape(r) for r in reference] != [np.shape(c) for c in candidate]:
+        first = next(i for i, (r, c) in enumerate(zip(reference, candidate)) if np.shape(r) != np.shape(c))
+        raise ValueError(f"output '{name}': shapes differ on sample {first}, reference {np.shape(reference[first])} "
+                         f"vs candidate {np.shape(candidate[first])}")
+    # Samples may differ in length (dynamic axes): each is a row of its own, the sums run over all of them.
+    broken_samples = [i for i, (r, c) in enumerate(zip(refs, cands)) if (np.isfinite(r) & ~np.isfinite(c)).any()]
+    pairs = [_finite_pair(r, c) for r, c in zip(refs, cands)]
+    ref, cand = np.concatenate([r for r, _ in pairs]), np.concatenate([c for _, c in pairs])
+    broken = sum(int((np.isfinite(r) & ~np.isfinite(c)).sum()) for r, c in zip(refs, cands))
     error = cand - ref
     noise = float(np.sum(error ** 2))
     signal = float(np.sum(ref ** 2))
     sqnr = SQNR_EXACT_DB if noise == 0 else min(SQNR_EXACT_DB, 10 * math.log10(max(signal, 1e-30) / noise))
-    ref_norms, cand_norms = np.linalg.norm(ref, axis=1), np.linalg.norm(cand, axis=1)
-    # Two zero rows agree; a zero row against a non-zero one does not.
-    cosines = np.where((ref_norms > 0) & (cand_norms > 0),
-                       np.sum(ref * cand, axis=1) / np.maximum(ref_norms * cand_norms, 1e-30),
-                       np.where((ref_norms == 0) & (cand_norms == 0), 1.0, 0.0))
+    cosines = [_cosine(r, c) for r, c in pairs]
     span = float(ref.max() - ref.min()) or 1.0
     max_abs = float(np.abs(error).max())
     top1 = decisive = decisive_agreement = None
@@ -256,9 +255,23 @@ def output_metrics(name: str, reference: list[np.ndarray], candidate: list[np.nd
         margin = decisive_margins(ref) >= DECISIVE_MARGIN
         decisive = int(margin.sum())
         decisive_agreement = float(np.mean(agree[margin])) if decisive else None
-    return OutputMetrics(name, max_abs, float(np.abs(error).mean()), max_abs / span, float(cosines.mean()),
-                         sqnr, top1, decisive, decisive_agreement, int(broken.sum()),
-                         int(broken_samples[0]) if broken_samples.size else None)
+    return OutputMetrics(name, max_abs, float(np.abs(error).mean()), max_abs / span, float(np.mean(cosines)),
+                         sqnr, top1, decisive, decisive_agreement, broken,
+                         broken_samples[0] if broken_samples else None)
+
+
+def _finite_pair(ref: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides set to 0 where either is NaN or Inf: such a pair adds nothing to the sums (it is counted apart)."""
+    finite = np.isfinite(ref) & np.isfinite(cand)
+    return np.where(finite, ref, 0.0), np.where(finite, cand, 0.0)
+
+
+def _cosine(ref: np.ndarray, cand: np.ndarray) -> float:
+    """Two zero rows agree; a zero row against a non-zero one does not."""
+    ref_norm, cand_norm = float(np.linalg.norm(ref)), float(np.linalg.norm(cand))
+    if ref_norm == 0 or cand_norm == 0:
+        return 1.0 if ref_norm == cand_norm else 0.0
+    return float(np.dot(ref, cand) / (ref_norm * cand_norm))
 
 
 def decisive_margins(scores: np.ndarray) -> np.ndarray:

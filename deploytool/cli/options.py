@@ -33,6 +33,10 @@ def project_options(function):
                           "argument; input_ids:1,32:int64 sets the dtype, float32 by default; repeat for several "
                           "inputs). Replaces the [[inputs]] tables of deploytool.toml [default: from the zoo entry "
                           "or the first sample]."),
+        click.option("--dynamic-dim", "dynamic_dims", multiple=True, metavar="INPUT:AXIS:MAX",
+                     help="An axis whose length varies between samples, with its bound, e.g. input_ids:1:128 "
+                          "(axis 1 of the model input, batch first; repeat for each). Every artifact then takes any "
+                          "length up to MAX. Replaces [[dynamic_dims]] in deploytool.toml."),
         click.option("--output", help="Output folder [default: build/deploytool]."),
         click.option("--json", "as_json", is_flag=True, help="Print results as JSON on stdout."),
     ]
@@ -69,6 +73,26 @@ def parse_input_shapes(values: tuple[str, ...]) -> list[dict[str, Any]] | None:
     return tables or None
 
 
+def parse_dynamic_dims(values: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """--dynamic-dim values as [[dynamic_dims]] tables.
+
+    >>> parse_dynamic_dims(("input_ids:1:128",))
+    [{'input': 'input_ids', 'axis': 1, 'max': 128}]
+    """
+    from deploytool.errors import UsageError
+
+    tables = []
+    for value in values:
+        name, _, rest = value.partition(":")
+        axis, _, bound = rest.partition(":")
+        if not (name and axis.isdigit() and bound.isdigit()):
+            raise UsageError(f"--dynamic-dim {value!r} is not INPUT:AXIS:MAX.",
+                             hint="e.g. --dynamic-dim input_ids:1:128 (axis 1 of input_ids, batch first, up to "
+                                  "128); the TOML form is [[dynamic_dims]] with input, axis and max.")
+        tables.append({"input": name, "axis": int(axis), "max": int(bound)})
+    return tables or None
+
+
 def build_config(flags: dict[str, Any], **extra: Any) -> ProjectConfig:
     """Defaults < the last `quantize` run recorded in the output folder < config file < flags."""
     from deploytool.api import recorded_config
@@ -86,13 +110,15 @@ def build_config(flags: dict[str, Any], **extra: Any) -> ProjectConfig:
 PROJECT_FLAGS = {"--model": "model", "--weights": "weights", "--trust-checkpoint": "trust_checkpoint",
                  "--calib": "data.calib", "--calib-limit": "data.calib_limit", "--holdout": "data.holdout",
                  "--output": "output"}
-FLAG_OF = {key: flag for flag, key in PROJECT_FLAGS.items()} | {"inputs": "--input-shape"}  # names bad values
+FLAG_OF = {key: flag for flag, key in PROJECT_FLAGS.items()} | {"inputs": "--input-shape",
+                                                                "dynamic_dims": "--dynamic-dim"}  # names bad values
 
 
 def config_overrides(flags: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The project flags as dotted config keys; None means the flag was not given."""
     given = {key: flags.get(flag[2:].replace("-", "_")) for flag, key in PROJECT_FLAGS.items()}
-    return {**given, "inputs": parse_input_shapes(flags.get("input_shapes") or ()), **extra}
+    return {**given, "inputs": parse_input_shapes(flags.get("input_shapes") or ()),
+            "dynamic_dims": parse_dynamic_dims(flags.get("dynamic_dims") or ()), **extra}
 
 
 # With --json, stdout holds the JSON alone: deploytool.cli.main points sys.stdout at stderr while a command runs

@@ -58,6 +58,23 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class DynamicDim:
+    """An axis of one input whose length varies between samples (a sequence, a clip), up to `max`: every
+    artifact takes any length up to it (ExecuTorch's bounded dynamic shapes, ONNX and AOTInductor dynamic axes)."""
+
+    input: str  # the forward() argument
+    axis: int  # of the model input, batch first: input_ids [1, T] varies on axis 1
+    max: int  # the bound: the .pte plans its memory for it
+
+    def __post_init__(self) -> None:
+        if self.axis < 1:
+            raise ConfigError(f"dynamic_dims '{self.input}': axis {self.axis} must be 1 or more (axis 0 is the batch; "
+                              "dynamic_batch = true makes that one dynamic)")
+        if not 2 <= self.max <= MAX_INPUT_ELEMENTS:
+            raise ConfigError(f"dynamic_dims '{self.input}': max {self.max} must be at least 2, e.g. 512")
+
+
+@dataclass(frozen=True)
 class Preprocess:
     """How an image file becomes an input tensor (the same steps the demo apps repeat)."""
 
@@ -239,6 +256,7 @@ class ProjectConfig:
     targets: tuple[str, ...] = ("android",)
     precision: Precision | None = None  # None: int8 when a quantized program exists, else fp32
     dynamic_batch: bool = False  # server formats (onnx, torchscript, aoti) take any batch; off: batch 1 like mobile
+    dynamic_dims: tuple[DynamicDim, ...] = ()  # axes whose length varies between samples, each with its bound
     torchscript_capture: ScriptCapture = ScriptCapture.TRACE  # trace handles any forward() without data-dependent ifs
     parity: ParityConfig = ParityConfig()
     name: str | None = None  # a [[models]] entry's name: in check tables, JUnit, test ids and <output>/<name>

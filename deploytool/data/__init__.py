@@ -5,6 +5,7 @@ asked, so a folder of 10,000 images is never held in memory at once.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -41,12 +42,15 @@ class Dataset:
     description: str
     labels: tuple[str, ...] = ()
     is_random: bool = False
+    # Per input, the axes whose length may vary between samples, each with its bound ({axis: max}): batches then
+    # group samples of one shape instead of refusing them (deploytool.config.DynamicDim).
+    varying: tuple[dict[int, int], ...] = ()
 
     def __len__(self) -> int:
         return len(self.refs)
 
     def subset(self, refs: Sequence[SampleRef]) -> Dataset:
-        return Dataset(list(refs), self.load_one, self.description, self.labels, self.is_random)
+        return dataclasses.replace(self, refs=list(refs))
 
     def samples(self) -> Iterator[tuple[SampleRef, Arrays]]:
         """Yield loaded samples, skipping unreadable ones with a warning; fail if none could be read."""
@@ -66,10 +70,18 @@ class Dataset:
                             f"(first: {skipped[0]}).", hint="Check the files named in the warnings above.")
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[SampleRef], Arrays]]:
-        """Stacked batches: one array per input, batch axis first."""
+        """Stacked batches: one array per input, batch axis first. With `varying` axes, a batch holds samples of
+        one shape (a new batch starts where the shape changes), each checked against its axes' bounds."""
         refs: list[SampleRef] = []
         rows: list[Arrays] = []
+        first: tuple[SampleRef, Arrays] | None = None
         for ref, arrays in self.samples():
+            if self.varying:
+                first = first or (ref, arrays)
+                check_varying(ref.key, arrays, self.varying, like=first)
+                if rows and [a.shape for a in arrays] != [a.shape for a in rows[0]]:
+                    yield refs, _stack(refs, rows)
+                    refs, rows = [], []
             refs.append(ref)
             rows.append(arrays)
             if len(rows) == batch_size:
@@ -106,16 +118,48 @@ def files_under(folder: Path, *, skip: tuple[Path, ...] = ()) -> list[Path]:
                   and not any(p.resolve().is_relative_to(s) for s in skip))
 
 
+def check_varying(key: str, arrays: Arrays, varying: tuple[dict[int, int], ...],
+                  like: tuple[SampleRef, Arrays] | None = None) -> None:
+    """A sample's lengths on its inputs' varying axes must stay within their bounds (axes count without the
+    batch axis here: axis 1 of the model input is axis 0 of a sample), and its other axes match `like`'s."""
+    if like is not None:
+        _stack([like[0], SampleRef(key, Path(key))], [_fixed(like[1], varying), _fixed(arrays, varying)])
+    for position, (array, axes) in enumerate(zip(arrays, varying)):
+        for axis, bound in axes.items():
+            length = array.shape[axis - 1] if axis - 1 < array.ndim else None
+            if length is None or length > bound:
+                raise DataError(
+                    f"{key}: input {position} has {'no axis' if length is None else f'length {length} on axis'} "
+                    f"{axis}, {'which' if length is None else 'above'} its dynamic bound {bound}"
+                    f"{' was declared for' if length is None else ''}.",
+                    hint="Raise the bound (--dynamic-dim NAME:AXIS:MAX or [[dynamic_dims]]), or cut the sample.")
+
+
+def _fixed(arrays: Arrays, varying: tuple[dict[int, int], ...]) -> Arrays:
+    """The sample with its varying axes cut to length 1: what must agree between every two samples."""
+    cut = []
+    for position, array in enumerate(arrays):
+        axes = varying[position] if position < len(varying) else {}
+        cut.append(array[tuple(slice(0, 1) if axis + 1 in axes else slice(None) for axis in range(array.ndim))])
+    return tuple(cut)
+
+
 def _stack(refs: list[SampleRef], rows: list[Arrays]) -> Arrays:
     for position, column in enumerate(zip(*rows)):
         shapes = {a.shape for a in column}
         if len(shapes) > 1:
             first = next(i for i, a in enumerate(column) if a.shape != column[0].shape)
+            a, b = column[0].shape, column[first].shape
+            axes = [i for i in range(min(len(a), len(b))) if a[i] != b[i]] if len(a) == len(b) else []
+            varying = (f"; for arrays whose length varies (sequences, audio), declare the axis dynamic with a bound: "
+                       f"--dynamic-dim INPUT:{axes[0] + 1}:MAX (axis {axes[0] + 1} of the model input, MAX at least "
+                       f"{max(a[axes[0]], b[axes[0]])})" if len(axes) == 1 else "; for arrays, make every sample the "
+                       "same shape")
             raise DataError(
-                f"Samples differ in shape: {refs[0].key} gives {list(column[0].shape)} but {refs[first].key} gives "
-                f"{list(column[first].shape)} (input {position}).",
+                f"Samples differ in shape: {refs[0].key} gives {list(a)} but {refs[first].key} gives "
+                f"{list(b)} (input {position}).",
                 hint="For images set preprocess.resize and preprocess.center_crop so every image comes out the same "
-                     "size; for arrays, make every sample the same shape.")
+                     f"size{varying}.")
     return tuple(np.stack(column) for column in zip(*rows))
 
 

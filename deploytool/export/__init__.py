@@ -113,7 +113,8 @@ class Programs:
         from deploytool.capture import export
 
         prepared = self.prepared
-        return export(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=False)
+        return export(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=False,
+                      varying=prepared.varying)
 
     @functools.cached_property
     def fp32_server(self) -> Any:
@@ -126,7 +127,8 @@ class Programs:
         if not prepared.config.dynamic_batch:
             return self.fp32
         try:
-            return export(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=True)
+            return export(prepared.loaded.module, prepared.example_inputs, strict=False, dynamic_batch=True,
+                          varying=prepared.varying)
         except Exception as exc:  # torch.export raises many types; all mean the batch cannot be dynamic
             raise CaptureError(f"dynamic_batch = true, but the model cannot be exported with a dynamic batch: "
                                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}",

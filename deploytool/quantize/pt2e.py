@@ -78,10 +78,10 @@ def quantizer_for(captured: Captured, recipe: QuantConfig, keep_fp32: Sequence[s
 def reexport(captured: Captured, converted, *, example_inputs: tuple) -> Captured:
     """A converted (q/dq) graph module as a static batch-1 program."""
     try:
-        program = export(converted, example_inputs, strict=False, dynamic_batch=False)
+        program = export(converted, example_inputs, strict=False, dynamic_batch=False, varying=captured.varying)
     except Exception as exc:  # re-export of a converted graph should not fail; report it if it does
         raise QuantizeError(f"Re-exporting the quantized model failed: {type(exc).__name__}: {exc}") from exc
-    return Captured(program, captured.method, dynamic_batch=False)
+    return Captured(program, captured.method, dynamic_batch=False, varying=captured.varying)
 
 
 def calibrate(captured: Captured, *, recipe: QuantConfig, calibration: Dataset, example_inputs: tuple,

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deploytool.config import Activations, QuantConfig
-from deploytool.errors import DeployError, QuantizeError
+from deploytool.errors import DeployError, QuantizeError, UsageError
 from deploytool.progress import SILENCE_S, timed_stage
 from deploytool.quantize.session import Cost, Plan
 
@@ -187,6 +187,8 @@ def search(recipe: QuantConfig, *, build: Callable[[Plan], Any], compare: Callab
             with timed_stage(f"search: {plan.name}", log=log, quiet_s=SILENCE_S):
                 program = build(plan)
                 step = judge(plan, *compare(program.program), budget, sqnr_asked=recipe.min_sqnr_db is not None)
+        except UsageError:  # the data or the config is wrong: no other step can do better
+            raise
         except Exception as exc:  # NNCF, torchao and the runtimes raise anything; one step is one row
             log.debug("search step %s failed", plan.name, exc_info=True)
             program, step = None, Step(plan.name, None, None, None, False, activations=plan.activations,

@@ -103,6 +103,7 @@ def write_target_files(prepared: Prepared, folder: Path, target: str, reports: l
                         quant: QuantizeResult | None, cross: list[dict[str, Any]]) -> None:
     """A target's manifest.json (when anything was built) and report.json, with the whole run's cross matrix."""
     extra = {"calibration": calibration_summary(prepared), "model_adapted": list(prepared.notes),
+             **({"verified_lengths": prepared.verified_lengths()} if prepared.varying else {}),
              "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
              "quantization": quant.recipe if quant else None}
     atomic_write_json(folder / "manifest.json", manifest(prepared, reports))
@@ -137,7 +138,9 @@ def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
         "artifacts": artifacts,
         "not_built": [{"file": r.artifact_path.name, "format": r.format, "precision": r.precision,
                        "error": r.build_error, "hint": r.build_hint} for r in reports if r.build_error],
-        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in prepared.inputs],
+        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype,
+                    **({"dynamic": {str(axis): bound for axis, bound in axes.items()}} if axes else {})}
+                   for i, axes in zip(prepared.inputs, prepared.varying or [{}] * len(prepared.inputs))],
         "outputs": [{"name": n, "shape": list(s), "dtype": "float32"}
                     for n, s in zip(prepared.output_names, prepared.output_shapes)],
         "preprocess": {"kind": "image", **to_plain(prepared.preprocess)} if is_image_data(prepared) else None,
