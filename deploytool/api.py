@@ -213,6 +213,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     from deploytool.errors import UsageError
     from deploytool.registry import ALL_TARGETS
     from deploytool.errors import StageError
+    from deploytool.hostcpu import host_cpu
     from deploytool.report import not_built
     from deploytool.steps.check import (artifact_of, changed_since_export, native_runner_for, read_manifest,
                                         recorded_delegations, verify_native)
@@ -272,7 +273,7 @@ def check(config: ProjectConfig, *, targets: tuple[str, ...] | None = None, nati
     cross = cross_matrix(reports)
     for folder, target_reports in per_target.items():
         write_report(folder, target_report(target_reports, target=folder.name, extra={
-            "calibration": calibration_summary(prepared), "cross": cross}))
+            "calibration": calibration_summary(prepared), "host_cpu": host_cpu(), "cross": cross}))
     return reports
 
 

@@ -80,7 +80,7 @@ def verify(artifact: Artifact, *, target: str, samples: list[tuple[np.ndarray, .
         notes=notes, unverified=unverified, held_out_min=config.data.holdout_min,
         timings={"build": artifact.seconds, "verify": time.perf_counter() - started},
         outputs=run.outputs, companions={c.name: sha256_file(c) for c in artifact.companions},
-        size_error=size_error, holds=measured_holdings(artifact),
+        size_error=size_error, holds=measured_holdings(artifact), fp32_bytes=artifact.fp32_bytes,
     )
 
 

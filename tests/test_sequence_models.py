@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from deploytool.export import Artifact
-from deploytool.export.recurrent import lstm_as_scan
+from deploytool.export.recurrent import recurrent_as_scan
 from deploytool.verify import oversize
 
 STEPS, FEATURES = 160, 40  # the model: 160 time steps of 40 features
@@ -39,7 +39,7 @@ def build():
 
 def _graph_size(lstm: nn.LSTM, steps: int) -> tuple[int, torch.export.ExportedProgram]:
     x = torch.randn(1, steps, lstm.input_size)
-    program = lstm_as_scan(torch.export.export(lstm.eval(), (x,), strict=False)).run_decompositions()
+    program = recurrent_as_scan(torch.export.export(lstm.eval(), (x,), strict=False)).run_decompositions()
     return len(program.graph.nodes), program
 
 

@@ -21,6 +21,8 @@ log = logging.getLogger("deploytool")
 
 BOOKKEEPING = ("getitem", "alloc", "to_dim_order_copy")
 PTE_CACHE = Path(".cache") / "pte"  # under the output folder: lowered .pte files by program content
+# Part of every lowering cache key: bump it when deploytool changes how one program is lowered (2: GRUs as loops).
+LOWERING_REVISION = 2
 
 
 def write_pte(programs: Programs, folder: Path) -> list[Artifact]:
@@ -65,13 +67,13 @@ def lower_pte(program) -> tuple[bytes, Delegation]:
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     from deploytool.export.exclude import lower_excluding, tagged
-    from deploytool.export.recurrent import lstm_as_scan
+    from deploytool.export.recurrent import recurrent_as_scan
 
     # The edge-dialect verifier re-checks every op after each pass; the .pte is run in the real runtime
     # right after, which is the check that counts (mobilenet_v2: 0.5 s of 15 s).
     compile_config = EdgeCompileConfig(_check_ir_validity=False)
     try:
-        program = lstm_as_scan(program)  # a loop in the program, not one copy of the cell per time step
+        program = recurrent_as_scan(program)  # a loop in the program, not one copy of the cell per time step
         with _without_provenance(program), tagged(program):
             edge, excluded = lower_excluding(lambda partitioner: to_edge_transform_and_lower(
                 program, partitioner=[partitioner], compile_config=compile_config))
@@ -211,7 +213,7 @@ def program_fingerprint(program) -> str:
 
     from deploytool.versions import versions
 
-    digest = hashlib.sha256(repr(sorted(versions().items())).encode())
+    digest = hashlib.sha256(f"{LOWERING_REVISION}|{sorted(versions().items())}".encode())
     digest.update(program.graph_module.code.encode())
     digest.update(str(program.graph_signature).encode())
     tensors = {**program.state_dict, **program.constants}

@@ -7,6 +7,7 @@ from pathlib import Path
 from deploytool.errors import LowerError, StageError
 from deploytool.export import Artifact, NotBuilt, Programs
 from deploytool.fsutil import atomic_write_bytes, scratch
+from deploytool.hostcpu import int8_isa
 
 
 OPSET = 18  # the dynamo exporter's own default; onnxruntime >= 1.16 runs it, QDQ per-channel needs >= 13
@@ -37,9 +38,11 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact | NotBuilt]:
         int8_path = atomic_write_bytes(folder / "model.int8.onnx", int8_bytes)
         artifacts.append(Artifact(int8_path, "onnx", "int8", seconds=time.perf_counter() - started,
                                   fp32_bytes=len(fp32_bytes), notes=(
-            f"onnxruntime static int8, QDQ, {recipe.onnx_calibration.value} calibration on "
-            f"{len(prepared.split.calibration)} samples (the PT2E calibration split), "
-            f"{'per-channel' if recipe.per_channel else 'per-tensor'} weights; {batch_note}",
+            f"onnxruntime static int8, QDQ, uint8 activations and weights (U8U8: no 16-bit saturation on CPUs "
+            f"without VNNI), {recipe.onnx_calibration.value} calibration on {len(prepared.split.calibration)} samples "
+            f"(the PT2E calibration split), {'per-channel' if recipe.per_channel else 'per-tensor'} weights; "
+            f"{batch_note}",
+            f"measured on {int8_isa()}; the verdict holds on x86-64 CPUs with and without VNNI or AMX, and on Arm",
             "quantized reference: this QDQ graph run op by op (onnxruntime graph optimizations off)",
             *programs.plan_difference("onnxruntime"))))
     return artifacts

@@ -35,6 +35,7 @@ class ArtifactReport:
     build_hint: str | None = None
     size_error: str | None = None  # an int8 artifact larger than its fp32 form (verify.oversize)
     holds: dict[str, Any] | None = None  # what the file holds, measured from it (report.inspect.Holdings.to_dict)
+    fp32_bytes: int | None = None  # int8 only: its fp32 form's size, which it must not exceed (verify.oversize)
 
     @property
     def passed(self) -> bool:

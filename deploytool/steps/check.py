@@ -81,7 +81,7 @@ def artifact_of(folder: Path, entry: dict[str, Any], delegations: dict[str, Any]
     path = inside(folder, entry["file"])
     companions = tuple(inside(folder, name) for name in entry.get("companions", {}))
     return Artifact(path, entry["format"], entry["precision"], delegations.get(entry["sha256"]),
-                    companions=companions)
+                    companions=companions, fp32_bytes=entry.get("fp32_bytes"))
 
 
 def changed_since_export(artifact: Artifact, entry: dict[str, Any]) -> ParityFailed | None:

@@ -102,7 +102,10 @@ def cross_matrix(reports: list[ArtifactReport]) -> list[dict[str, Any]]:
 def write_target_files(prepared: Prepared, folder: Path, target: str, reports: list[ArtifactReport],
                         quant: QuantizeResult | None, cross: list[dict[str, Any]]) -> None:
     """A target's manifest.json (when anything was built) and report.json, with the whole run's cross matrix."""
+    from deploytool.hostcpu import host_cpu
+
     extra = {"calibration": calibration_summary(prepared), "model_adapted": list(prepared.notes),
+             "host_cpu": host_cpu(),
              **({"verified_lengths": prepared.verified_lengths()} if prepared.varying else {}),
              "capture": {"method": quant.capture_method} if quant else None, "cross": cross,
              "quantization": quant.recipe if quant else None}
@@ -127,6 +130,7 @@ def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
     artifacts = [{"file": r.artifact_path.name, "format": r.format, "sha256": r.sha256, "precision": r.precision,
                   **({"holds": {k: r.holds[k] for k in ("label", "reason", "int8_weight_share", "int8_compute_share",
                                                            "compute_unit")}} if r.holds else {}),
+                  **({"fp32_bytes": r.fp32_bytes} if r.fp32_bytes is not None else {}),
                   **({"companions": r.companions} if r.companions else {})} for r in built]
     first = ({**artifacts[0], "backend": "xnnpack"} if built[0].format == "pte" else artifacts[0]) if built else None
     return {
