@@ -214,7 +214,7 @@ def prepare(config: ProjectConfig) -> Prepared:
     torch.Size([1, 1, 8, 8])
     """
     from deploytool.data.sources import RANDOM, check_calibration, named_arrays, open_dataset
-    from deploytool.inputs import describe, named, sources
+    from deploytool.inputs import check_inputs, describe, named, sources, varying_axes
     from deploytool.loading import load
     from deploytool.normalize import choose_inputs
     from deploytool.quantize.sufficiency import sample_warnings
@@ -252,8 +252,8 @@ def prepare(config: ProjectConfig) -> Prepared:
     parts = split(dataset, holdout=config.data.holdout, holdout_min=config.data.holdout_min,
                   calib_limit=config.data.calib_limit)
     first_ref, first = next(parts.calibration.samples())
-    inputs = _check_inputs(inputs, input_names, first, first_ref.key, config)
-    varying = _varying(config, inputs)
+    inputs = check_inputs(inputs, input_names, first, first_ref.key, config)
+    varying = varying_axes(config, inputs)
     if varying:  # batches group samples of one length; every sample is held to its axes' bounds
         parts = replace(parts, calibration=replace(parts.calibration, varying=varying),
                         held_out=replace(parts.held_out, varying=varying))
@@ -304,45 +304,6 @@ def to_torch(sample, inputs: tuple[InputSpec, ...]) -> tuple:
     import torch
 
     return tuple(torch.from_numpy(a) for a in batch_of_one(sample, inputs))
-
-
-def _check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, key: str,
-                  config: ProjectConfig) -> tuple[InputSpec, ...]:
-    """Configured shapes must match the data; with no configuration, the first sample defines them."""
-    if len(first) != len(names):
-        raise DataError(f"{key}: a sample holds {len(first)} input(s), the model takes {len(names)} ({', '.join(names)}).",
-                        hint="For several inputs use .npz with one array per forward() argument name.")
-    if not inputs:
-        return tuple(InputSpec(n, (1, *a.shape), str(a.dtype) if a.dtype != np.float64 else "float32")
-                     for n, a in zip(names, first))
-    dynamic = {(d.input, d.axis) for d in config.dynamic_dims}
-    for spec, array in zip(inputs, first):
-        fixed = [i for i in range(1, len(spec.shape)) if (spec.name, i) not in dynamic]
-        if len(spec.shape) - 1 != array.ndim or any(spec.shape[i] != array.shape[i - 1] for i in fixed):
-            raise DataError(
-                f"{key}: input '{spec.name}' has shape {list(array.shape)}, but its [[inputs]] shape expects "
-                f"{list(spec.shape[1:])} per sample (model input {list(spec.shape)}).",
-                hint=f'Fix shape in the [[inputs]] table with name = "{spec.name}", or set [preprocess] '
-                     "resize/center_crop so images come out at that size.")
-    return inputs
-
-
-def _varying(config: ProjectConfig, inputs: tuple[InputSpec, ...]) -> tuple[dict[int, int], ...]:
-    """config.dynamic_dims per input ({axis: max}), each checked against the inputs it names."""
-    from deploytool.errors import ConfigError
-
-    names = [spec.name for spec in inputs]
-    for dim in config.dynamic_dims:
-        if dim.input not in names:
-            raise ConfigError(f"dynamic_dims names input '{dim.input}', which the model does not take; its inputs: "
-                              f"{', '.join(names)}.", hint="Name one of them: --dynamic-dim INPUT:AXIS:MAX.")
-        spec = inputs[names.index(dim.input)]
-        if dim.axis >= len(spec.shape):
-            raise ConfigError(f"dynamic_dims '{dim.input}': axis {dim.axis}, but the input has {len(spec.shape)} axes "
-                              f"({list(spec.shape)}, batch first).")
-    if not config.dynamic_dims:
-        return ()
-    return tuple({d.axis: d.max for d in config.dynamic_dims if d.input == spec.name} for spec in inputs)
 
 
 def _normalized(prepared: Prepared, key: str) -> Any:

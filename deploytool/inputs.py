@@ -1,4 +1,5 @@
-"""Which input shapes and image preprocessing a run assumes, and where each came from.
+"""Which input shapes and image preprocessing a run assumes, where each came from, and whether the data fits them
+(configured shapes, dynamic axes).
 
 A wrong assumption here (an ImageNet 224x224 crop for a model trained at 160) quietly ruins every later
 number, so `prepare` says what it assumed, once, on stderr:
@@ -12,7 +13,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from deploytool.config import InputSpec, Preprocess
+import numpy as np
+
+from deploytool.config import InputSpec, Preprocess, ProjectConfig
+from deploytool.errors import ConfigError, DataError
 
 CONFIGURED_INPUTS = "from --input-shape or [[inputs]] in the config"
 
@@ -69,3 +73,40 @@ def describe(inputs: tuple[InputSpec, ...], preprocess: Preprocess | None, *, in
                  f"mean {list(p.mean)}", f"std {list(p.std)}", p.layout.value]
         line += f"preprocessing: {', '.join(steps)} ({preprocess_from})"
     return line + "; change with --input-shape or [[inputs]] and [preprocess] in deploytool.toml"
+
+
+def check_inputs(inputs: tuple[InputSpec, ...], names: tuple[str, ...], first, key: str,
+                  config: ProjectConfig) -> tuple[InputSpec, ...]:
+    """Configured shapes must match the data; with no configuration, the first sample defines them."""
+    if len(first) != len(names):
+        raise DataError(f"{key}: a sample holds {len(first)} input(s), the model takes {len(names)} ({', '.join(names)}).",
+                        hint="For several inputs use .npz with one array per forward() argument name.")
+    if not inputs:
+        return tuple(InputSpec(n, (1, *a.shape), str(a.dtype) if a.dtype != np.float64 else "float32")
+                     for n, a in zip(names, first))
+    dynamic = {(d.input, d.axis) for d in config.dynamic_dims}
+    for spec, array in zip(inputs, first):
+        fixed = [i for i in range(1, len(spec.shape)) if (spec.name, i) not in dynamic]
+        if len(spec.shape) - 1 != array.ndim or any(spec.shape[i] != array.shape[i - 1] for i in fixed):
+            raise DataError(
+                f"{key}: input '{spec.name}' has shape {list(array.shape)}, but its [[inputs]] shape expects "
+                f"{list(spec.shape[1:])} per sample (model input {list(spec.shape)}).",
+                hint=f'Fix shape in the [[inputs]] table with name = "{spec.name}", or set [preprocess] '
+                     "resize/center_crop so images come out at that size.")
+    return inputs
+
+
+def varying_axes(config: ProjectConfig, inputs: tuple[InputSpec, ...]) -> tuple[dict[int, int], ...]:
+    """config.dynamic_dims per input ({axis: max}), each checked against the inputs it names."""
+    names = [spec.name for spec in inputs]
+    for dim in config.dynamic_dims:
+        if dim.input not in names:
+            raise ConfigError(f"dynamic_dims names input '{dim.input}', which the model does not take; its inputs: "
+                              f"{', '.join(names)}.", hint="Name one of them: --dynamic-dim INPUT:AXIS:MAX.")
+        spec = inputs[names.index(dim.input)]
+        if dim.axis >= len(spec.shape):
+            raise ConfigError(f"dynamic_dims '{dim.input}': axis {dim.axis}, but the input has {len(spec.shape)} axes "
+                              f"({list(spec.shape)}, batch first).")
+    if not config.dynamic_dims:
+        return ()
+    return tuple({d.axis: d.max for d in config.dynamic_dims if d.input == spec.name} for spec in inputs)

@@ -81,7 +81,7 @@ def normalize(module, *, input_names: tuple[str, ...], example: tuple) -> Normal
     """
     import torch
 
-    notes = fold_parametrizations(module)
+    notes = fold_parametrizations(module) + as_linear(module)
     parameters = forward_parameters(module)
     positional = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     left_out = [p.name for p in parameters if p.name not in input_names]
@@ -158,6 +158,29 @@ def _adapted(module, input_names: tuple[str, ...]):
     adapted.forward = types.MethodType(forward, adapted)
     setattr(adapted, ADAPTED, True)
     return adapted
+
+
+def as_linear(module) -> list[str]:
+    """transformers' `Conv1D` (GPT-2's projections: an addmm with the weight stored transposed) replaced, in
+    place, by the nn.Linear it computes, so the int8 quantizers, which match linear layers, quantize it: GPT-2's
+    int8 .pte held 6% of its weights in 8 bits before. One note."""
+    import torch
+
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ != "Conv1D" or not type(child).__module__.startswith("transformers"):
+                continue
+            weight, bias = child.weight, child.bias  # weight: [in, out]
+            linear = torch.nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
+            with torch.no_grad():
+                linear.weight.copy_(weight.t())
+                if bias is not None:
+                    linear.bias.copy_(bias)
+            setattr(parent, name, linear.eval())
+            replaced += 1
+    return [f"transformers Conv1D replaced by the nn.Linear it computes ({replaced} layers), so it quantizes"] \
+        if replaced else []
 
 
 def fold_parametrizations(module) -> list[str]:

@@ -153,10 +153,13 @@ def oversize(artifact: Artifact) -> str | None:
     """
     if artifact.precision != Precision.INT8.value or artifact.fp32_bytes is None:
         return None
-    size = artifact.path.stat().st_size
+    from deploytool.report.inspect import WEIGHED_BY_CONSTANTS, stored_bytes
+
+    size = stored_bytes(artifact.path, artifact.format)
     if size <= artifact.fp32_bytes * (1 + SIZE_SLACK[0]) + SIZE_SLACK[1]:
         return None
-    return (f"{artifact.path.name} (int8) is {human_size(size)}, larger than its fp32 form "
+    what = "holds weights of" if artifact.format in WEIGHED_BY_CONSTANTS else "is"
+    return (f"{artifact.path.name} (int8) {what} {human_size(size)}, larger than its fp32 form "
             f"({human_size(artifact.fp32_bytes)}): int8 weights are 4x smaller, so some are stored more than once "
             "(an unrolled loop, or fp32 copies at the int8/fp32 seams). Ship the fp32 artifact, or keep the "
             "repeated layers fp32 with quantize.keep_fp32.")

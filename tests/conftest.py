@@ -109,13 +109,22 @@ def photos(tmp_path_factory) -> Path:
 def exported_all(tmp_path_factory, digit_images) -> tuple[Path, str]:
     """zoo:digits quantized on real digits, then `export --target all`: the output folder and stdout.
 
-    Shared by the server-format and bench tests; a test that writes into an output folder copies it first.
+    Shared by the server-format, bench and holdings tests; a test that writes into an output folder copies it first.
+    Made once per suite run, not once per pytest-xdist worker: the first worker to need it builds it under a lock in
+    the run's shared temp folder, the others wait and read it.
     """
-    folder = tmp_path_factory.mktemp("all")
-    cli = Cli(folder)
-    cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.5")
-    result = cli("export", "--target", "all")
-    return folder / "build" / "deploytool", result.stdout
+    from deploytool.lock import output_lock
+
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    folder = shared / "exported_all"
+    with output_lock(folder / "lock", timeout_s=1800):
+        done = folder / "stdout.txt"
+        if not done.is_file():
+            cli = Cli(folder)
+            cli("quantize", "--model", "zoo:digits", "--calib", str(digit_images), "--holdout", "0.5")
+            done.write_text(cli("export", "--target", "all").stdout)
+    return folder / "build" / "deploytool", done.read_text()
 
 
 @pytest.fixture

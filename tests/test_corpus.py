@@ -5,8 +5,8 @@
 from a folder holding a copy of its model.py (and metric.py) and the data its data.py writes, with the defaults,
 and must end in a verdict: exit 0, or 1 with the failing rows, never 2 (usage), 4 (nothing built) or 70 (internal
 error). Each artifact's verdict is compared with the one stored in tests/corpus/expected.json, so a regression on
-any format of any model fails here; the manifests' input and output names too, where expected.json gives them; and
-`deploytool check` afterwards must end in the same exit code as the export.
+any format of any model fails here; the manifests' input and output names too, where expected.json gives them; and,
+for the entries marked `check`, `deploytool check` afterwards must end in the same exit code as the export.
 """
 from __future__ import annotations
 
@@ -56,10 +56,6 @@ def manifest_names(output: Path) -> dict[str, tuple[list[str], list[str]]]:
     return found
 
 
-def supports(cli: Cli, option: str) -> bool:
-    return option in cli("export", "--help").stdout
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_corpus_model_ends_in_its_expected_verdicts(name, tmp_path):
@@ -72,7 +68,7 @@ def test_corpus_model_ends_in_its_expected_verdicts(name, tmp_path):
     cli = Cli(tmp_path)
     args = ["export", "--model", "model.py:build", "--calib", str(data.relative_to(tmp_path)),
             "--target", "android,server", *entry.get("args", ())]
-    if (tmp_path / "metric.py").exists() and supports(cli, "--metric"):  # the user's own metric, once it exists
+    if (tmp_path / "metric.py").exists():  # the user's own metric; the classifiers' targets use the built-in top-1
         args += ["--metric", "metric.py:metric"]
 
     result = cli(*args, expect=None)
@@ -91,6 +87,8 @@ def test_corpus_model_ends_in_its_expected_verdicts(name, tmp_path):
         if "first_output" in entry:
             assert outputs[:1] == [entry["first_output"]], f"{name}/{target}: manifest outputs {outputs}"
 
+    if not entry.get("check"):
+        return
     check = cli("check", expect=None)  # the CI gate over what export wrote: the same class of exit code
     assert check.exit_code == result.exit_code, (
         f"deploytool check exited {check.exit_code} after export exited {result.exit_code}\n"

@@ -6,7 +6,8 @@ import click
 from deploytool.cli.options import command_with_examples
 
 
-@click.group("setup")
+@click.group("setup", epilog="\b\nExamples:\n  deploytool setup arm64\n",
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def setup() -> None:
     """Prepare an optional check once (it is also done on first use, with progress)."""
 

@@ -64,7 +64,7 @@ class Programs:
 
     def __init__(self, prepared: Any, *, precision: str, int8_program: Any = None, int8_file: Path | None = None,
                  int8_activations: str = "static", x86_int8: Callable[[], Any] | None = None,
-                 onnx_int8: Callable[[Path], bytes] | None = None):
+                 onnx_int8: Callable[[Path], tuple[bytes, tuple[str, ...]]] | None = None):
         self.prepared = prepared
         # The int8 forms other runtimes need, made by the quantize layer and handed in (writers never quantize):
         # the X86InductorQuantizer program for AOTInductor, and onnxruntime's QDQ model from the fp32 .onnx file.
@@ -83,8 +83,8 @@ class Programs:
             raise LowerError("No X86 int8 program was handed to the writers (Programs(x86_int8=...)).")
         return self._x86_int8()
 
-    def onnx_int8(self, fp32_path: Path) -> bytes:
-        """onnxruntime's int8 QDQ model of the fp32 .onnx file at `fp32_path`."""
+    def onnx_int8(self, fp32_path: Path) -> tuple[bytes, tuple[str, ...]]:
+        """onnxruntime's int8 QDQ model of the fp32 .onnx file at `fp32_path`, and notes on how it was made."""
         if self._onnx_int8 is None:
             raise LowerError("No ONNX int8 quantizer was handed to the writers (Programs(onnx_int8=...)).")
         return self._onnx_int8(fp32_path)

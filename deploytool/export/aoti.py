@@ -15,6 +15,7 @@ from deploytool.errors import LowerError, StageError
 from deploytool.export import Artifact, NotBuilt, Programs
 from deploytool.fsutil import atomic_write_bytes
 from deploytool.hostcpu import int8_isa
+from deploytool.report.inspect import stored_bytes
 from deploytool.quantize.x86 import WEIGHTS_NOTE
 
 log = logging.getLogger("deploytool")
@@ -48,7 +49,7 @@ def write_aoti(programs: Programs, folder: Path) -> list[Artifact]:
         return [fp32, NotBuilt(folder / "model.int8.pt2", "aoti", "int8", exc)]
     int8_path = atomic_write_bytes(folder / "model.int8.pt2", data)
     return [fp32, Artifact(int8_path, "aoti", "int8", seconds=time.perf_counter() - started,
-                           fp32_bytes=path.stat().st_size, notes=(
+                           fp32_bytes=stored_bytes(path, "aoti"), notes=(
         f"PT2E int8 with X86InductorQuantizer ({WEIGHTS_NOTE}), calibrated on "
         f"{len(prepared.split.calibration)} samples (the PT2E calibration split); {kernels}; {batch_note}",
         f"measured on {int8_isa()}; the verdict holds on x86-64 CPUs with and without VNNI or AMX: the 7-bit "

@@ -32,7 +32,7 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact | NotBuilt]:
         started = time.perf_counter()
         recipe = prepared.config.quantize
         try:
-            int8_bytes = programs.onnx_int8(fp32_path)
+            int8_bytes, how = programs.onnx_int8(fp32_path)
         except StageError as exc:  # the fp32 model is built: it is verified and listed, the int8 one is a row
             return [*artifacts, NotBuilt(folder / "model.int8.onnx", "onnx", "int8", exc)]
         int8_path = atomic_write_bytes(folder / "model.int8.onnx", int8_bytes)
@@ -43,7 +43,7 @@ def write_onnx(programs: Programs, folder: Path) -> list[Artifact | NotBuilt]:
             f"(the PT2E calibration split), {'per-channel' if recipe.per_channel else 'per-tensor'} weights; "
             f"{batch_note}",
             f"measured on {int8_isa()}; the verdict holds on x86-64 CPUs with and without VNNI or AMX, and on Arm",
-            "quantized reference: this QDQ graph run op by op (onnxruntime graph optimizations off)",
+            "quantized reference: this QDQ graph run op by op (onnxruntime graph optimizations off)", *how,
             *programs.plan_difference("onnxruntime"))))
     return artifacts
 

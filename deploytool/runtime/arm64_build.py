@@ -41,7 +41,7 @@ from deploytool.runtime.native_build import (
     NativeBuildError,
     NativeToolchainMissing,
     RUNNER_NAME,
-    _file_lock,
+    file_lock,
     build_runner,
     default_cache_root,
 )
@@ -190,7 +190,7 @@ def unpack_wheel(wheel: Path, dest: Path) -> Path:
     if marker.is_file() and marker.read_text() == wheel.name:
         return root
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(dest.parent / f".{dest.name}.lock"):
+    with file_lock(dest.parent / f".{dest.name}.lock"):
         if marker.is_file() and marker.read_text() == wheel.name:
             return root
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -318,7 +318,7 @@ def build_arm64_bundle(
     runner = build_runner(root, jobs=jobs, force=force, timeout_s=timeout_s, executorch_root=et_root,
                           toolchain_file=toolchain_file, key_extra=key_extra)
     key_dir = runner.parent.parent
-    with _file_lock(key_dir / ".lock"):
+    with file_lock(key_dir / ".lock"):
         if force and (key_dir / "sysroot").exists():
             shutil.rmtree(key_dir / "sysroot")
         _fill_sysroot(key_dir / "sysroot", toolchain, runner, et_root / "lib")

@@ -190,7 +190,7 @@ def _build_key(et_root: Path, extra: str = "") -> str:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """Serialise concurrent builds of the same key (pytest-xdist, parallel CLI runs)."""
     try:
         import fcntl
@@ -271,7 +271,7 @@ def build_runner(
         else [f"-DCMAKE_CXX_COMPILER={_find_cxx()}"]
     )
     work.mkdir(parents=True, exist_ok=True)
-    with _file_lock(work / ".lock"):
+    with file_lock(work / ".lock"):
         if exe.is_file() and os.access(exe, os.X_OK) and not force:
             return exe  # built by someone else while we waited
         build_dir = work / "build"

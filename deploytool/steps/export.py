@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.config import Precision
-from deploytool.context import Prepared, calibration_summary, is_image_data
+from deploytool.context import Prepared, batch_of_one, calibration_summary, is_image_data
 from deploytool.errors import UsageError
 from deploytool.export import Artifact
 from deploytool.fsutil import atomic_write_bytes, atomic_write_json
@@ -153,6 +153,44 @@ def manifest(prepared: Prepared, reports: list[ArtifactReport]) -> dict:
     }
 
 
+def onnx_int8_choice(prepared: Prepared, quantize: Any) -> tuple[bytes, tuple[str, ...]]:
+    """The int8 ONNX onnxruntime makes with every op it supports quantized, unless its QDQ math (run op by op)
+    already misses the int8 verdict against eager and quantizing only the weighted ops does better: then that
+    one, with a note. `quantize(op_types)` makes the bytes.
+
+    >>> data, notes = onnx_int8_choice(prepared, lambda ops: quantize_onnx(path, ..., op_types=ops))
+    """
+    from deploytool.quantize.onnx import WEIGHTED_OPS
+    from deploytool.steps.quantize import judge
+
+    def verdict(data: bytes) -> tuple[Any, tuple[float, float]]:
+        from deploytool.fsutil import scratch
+        from deploytool.runtime import run_artifact
+
+        with scratch("qdq") as folder:
+            path = atomic_write_bytes(Path(folder) / "model.int8.onnx", data)
+            run = run_artifact(path, "onnx-qdq-reference", [batch_of_one(s, prepared.inputs)
+                                                            for _, s in prepared.held_out()])
+        if not run.ok:
+            return None, (-1.0, -1.0)
+        comparison, task = judge(prepared, run.outputs, "QDQ graph")
+        return comparison, (task.candidate if task else 0.0, min(m.sqnr_db for m in comparison.outputs))
+
+    every = quantize(None)
+    comparison, score = verdict(every)
+    if comparison is None or comparison.passed:
+        return every, ()
+    weighted = quantize(WEIGHTED_OPS)
+    other, other_score = verdict(weighted)
+    if other is None or (not other.passed and other_score <= score):
+        return every, ()
+    log.info("int8 ONNX: quantizing %s only (%.1f dB against eager, as QDQ math) does better than every op "
+             "(%.1f dB)", ", ".join(WEIGHTED_OPS), other_score[1], score[1])
+    return weighted, (f"only {', '.join(WEIGHTED_OPS)} quantized: with every op quantized, its QDQ math was "
+                      f"{score[1]:.1f} dB from eager (int8 verdict failed); with the weighted ops only "
+                      f"{other_score[1]:.1f} dB",)
+
+
 def programs_for(prepared: Prepared, precision: Precision, quant: QuantizeResult | None):
     """What the writers lower from (deploytool.export.Programs): the run's programs, and the int8 forms other
     runtimes need, made by the quantize layer: writers never quantize.
@@ -161,14 +199,15 @@ def programs_for(prepared: Prepared, precision: Precision, quant: QuantizeResult
     """
     from deploytool.export import Programs
 
-    def onnx_int8(fp32_path: Path) -> bytes:
+    def onnx_int8(fp32_path: Path) -> tuple[bytes, tuple[str, ...]]:
         from deploytool.progress import SILENCE_S, timed_stage
         from deploytool.quantize.onnx import quantize_onnx  # onnxruntime.quantization: 1.2 s, for ONNX only
 
         with timed_stage(f"quantizing {fp32_path.name} with onnxruntime (its own calibration pass)", log=log,
                          quiet_s=SILENCE_S):
-            return quantize_onnx(fp32_path, recipe=prepared.config.quantize,
-                                 calibration=prepared.split.calibration, inputs=prepared.inputs)
+            return onnx_int8_choice(prepared, lambda ops: quantize_onnx(
+                fp32_path, recipe=prepared.config.quantize, calibration=prepared.split.calibration,
+                inputs=prepared.inputs, op_types=ops))
 
     return Programs(prepared, precision=precision.value, int8_program=quant.program if quant else None,
                     int8_file=quant.program_path if quant else None,

@@ -36,22 +36,23 @@ def _flip_last_weight_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-CACHED = {  # case id -> a glob under the output folder
-    "lowered-pte": ".cache/pte/*.pte",
-    "recorded-runs": ".cache/runs/*.npz",
-    "references": "quantized/references.npz",
-    "quantized-program": "quantized/program.pt2",
-}
-DAMAGE = {"truncated": _truncate, "zero-bytes": _zero, "one-bit-flipped": _flip_last_weight_byte}
+# The cases of the fault matrix: (a glob under the output folder, the damage). A truncated .pte was reused on every
+# run (exit 1 or 70), a flipped bit in a cached int8 weight shipped silently, a truncated .npz or program gave exit
+# 70 (BadZipFile), a zero-byte one exit 130 ("interrupted").
+DAMAGED = [
+    pytest.param(".cache/pte/*.pte", _truncate, id="truncated-lowered-pte"),
+    pytest.param(".cache/pte/*.pte", _flip_last_weight_byte, id="bit-flipped-int8-weight-in-lowered-pte"),
+    pytest.param(".cache/runs/*.npz", _truncate, id="truncated-recorded-runs"),
+    pytest.param("quantized/references.npz", _truncate, id="truncated-references"),
+    pytest.param("quantized/program.pt2", _truncate, id="truncated-quantized-program"),
+    pytest.param("quantized/references.npz", _zero, id="zero-byte-references"),
+]
 
 
-@pytest.mark.parametrize("damage", DAMAGE)
-@pytest.mark.parametrize("entry", CACHED)
+@pytest.mark.parametrize("entry, damage", DAMAGED)
 def test_a_damaged_cache_entry_is_rebuilt_not_reused(cli, previous_run, tmp_path, entry, damage):
-    """A truncated .pte was reused on every run (exit 1 or 70), a flipped bit in a cached int8 weight shipped
-    silently, a zero-byte .npz gave exit 130 ("interrupted")."""
-    (target,) = sorted((tmp_path / "out").glob(CACHED[entry]))
-    DAMAGE[damage](target)
+    (target,) = sorted((tmp_path / "out").glob(entry))
+    damage(target)
     result = cli("export", "--output", "out", "--target", "android")
     assert f"ignoring the cached {target}" in result.stderr and "building it again" in result.stderr, result.stderr
     assert (tmp_path / "out/android/model.pte").read_bytes() == previous_run["out/android/model.pte"]

@@ -41,7 +41,7 @@ from deploytool.report.inspect.types import (DTYPE_BYTES, DTYPE_NAMES, EIGHT_BIT
 __all__ = ["DTYPE_BYTES", "DTYPE_NAMES", "EIGHT_BIT", "FLOAT", "FLOAT_LABELS", "QDQ_WORDS", "QUANT_WIDE", "QUANTIZED",
            "TOP_TENSORS", "UNREAD", "ComputeOp", "Holdings", "Inspection", "TensorInfo", "dtype_name", "holdings",
            "holdings_of", "inspect_aoti", "inspect_artifact", "inspect_bpte", "inspect_onnx", "inspect_pte",
-           "inspect_ptl", "inspect_torchscript"]
+           "inspect_ptl", "inspect_torchscript", "WEIGHED_BY_CONSTANTS", "stored_bytes"]
 
 INT8_LABEL_SHARE = 0.5  # "int8" when at least this share of weight bytes is 8-bit ("most"); "mixed" when some is
 NOTABLE_FLOAT_SHARE = 0.1  # an "int8" artifact with this share of float weights or compute says which stay float
@@ -182,3 +182,19 @@ def _describe(tensor: TensorInfo) -> str:
     size = f"{tensor.bytes / 1024:.0f} KiB" if tensor.bytes >= 10 * 1024 else f"{tensor.bytes} B"
     shape = "x".join(str(d) for d in tensor.shape)
     return f"{tensor.name} ({shape}, {size}), stays {FLOAT_LABELS.get(tensor.dtype, 'fp32')}"
+
+
+# An AOTInductor package is mostly compiled code for a small model (int8 kernels' code is larger than fp32's):
+# its weights, not its file, say whether int8 stored anything twice.
+WEIGHED_BY_CONSTANTS = ("aoti",)
+
+
+def stored_bytes(path: Path, fmt: str) -> int:
+    """What the size rule compares: the file's size, or for an AOTInductor package its constants' bytes.
+
+    >>> stored_bytes(Path("server/model.int8.pt2"), "aoti") < Path("server/model.int8.pt2").stat().st_size
+    True
+    """
+    if fmt not in WEIGHED_BY_CONSTANTS:
+        return path.stat().st_size
+    return sum(holdings(path, fmt).weight_bytes.values())
