@@ -89,6 +89,7 @@ def test_corpus_model_ends_in_its_expected_verdicts(name, tmp_path):
 
     if not entry.get("check"):
         return
+    assert_pass_holds_by_hand(name, tmp_path, data)
     check = cli("check", expect=None)  # the CI gate over what export wrote: the same class of exit code
     assert check.exit_code == result.exit_code, (
         f"deploytool check exited {check.exit_code} after export exited {result.exit_code}\n"
@@ -137,3 +138,50 @@ def test_corpus_metric_gives_eager_full_marks(name, tmp_path):
     assert metric(outputs[0], targets) >= floor
     decided = targets[~np.isnan(targets)] if targets.dtype.kind == "f" else targets[targets >= 0]
     assert decided.size >= 0.3 * targets.size, f"{name}: eager decided too few targets to judge int8 by"
+
+
+def assert_pass_holds_by_hand(name: str, folder: Path, data: Path) -> None:
+    """What the tool called PASS holds when the artifacts run in their runtimes by code of the test's own: plain
+    onnxruntime sessions and ExecuTorch's Python runtime, fed every sample of the data by input name, compared
+    with the eager model (built from the same model.py, outputs flattened in order)."""
+    import onnxruntime as ort
+    import torch
+    from executorch.runtime import Runtime
+
+    from corpus.samples import load_model
+
+    out = folder / "build" / "deploytool"
+    rows = {row["file"]: row for target in ("android", "server")
+            for row in json.loads((out / target / "report.json").read_text())["artifacts"]}
+    inputs = json.loads((out / "server" / "manifest.json").read_text())["inputs"]
+    arrays = dict(np.load(data)) if data.suffix == ".npz" else None
+    if arrays is None:  # a folder of one-sample files (variable lengths): the first dozen
+        files = sorted(data.glob("*.pt"))[:12]
+        samples = [tuple(torch.load(f)[i["name"]].numpy()[None] for i in inputs) for f in files]
+    else:
+        samples = [tuple(arrays[i["name"]][k:k + 1] for i in inputs) for k in range(len(arrays[inputs[0]["name"]]))]
+    module = load_model(CORPUS / name).build()
+    with torch.no_grad():
+        eager = [_flat_tensors(module(**{i["name"]: torch.from_numpy(a) for i, a in zip(inputs, sample)}))[0].numpy()
+                 for sample in samples]
+
+    def sqnr(got: list[np.ndarray]) -> float:
+        noise = sum(float(np.sum((g - e) ** 2)) for g, e in zip(got, eager))
+        return 10 * np.log10(sum(float(np.sum(e ** 2)) for e in eager) / max(noise, 1e-30))
+
+    sessions = {file: ort.InferenceSession(str(out / "server" / file), providers=["CPUExecutionProvider"])
+                for file in ("model.onnx", "model.int8.onnx")}
+    method = Runtime.get().load_program(str(out / "android" / "model.pte")).load_method("forward")
+    measured = {file: sqnr([session.run(None, {i["name"]: a for i, a in zip(inputs, sample)})[0]
+                            for sample in samples]) for file, session in sessions.items()}
+    measured["model.pte"] = sqnr([method.execute([torch.from_numpy(a) for a in sample])[0].numpy()
+                                  for sample in samples])
+    for file, value in measured.items():
+        row = rows[file]
+        if not row["passed"]:
+            continue
+        tool = min(o["sqnr_db"] for o in row["parity"]["comparisons"][0]["outputs"])
+        if row["precision"] == "fp32":
+            assert value >= 40, f"{name}/{file}: the tool said PASS, by hand {value:.1f} dB from eager"
+        else:  # int8: the same program on other samples (all of them, not only the held-out ones)
+            assert value >= tool - 3, f"{name}/{file}: the tool measured {tool:.1f} dB, by hand {value:.1f} dB"
