@@ -193,7 +193,7 @@ def compare_expected(results: dict[str, dict[str, dict[str, Any]]], expected: di
             stored = expected.get("results", {}).get(target, {}).get(precision)
             if stored is None:
                 findings.append(Finding(target, precision, f"{NO_BASELINE} for this target and precision "
-                                                           "(run with --update-baseline)"))
+                                                           "(a missing baseline, not a regression)"))
                 continue
             for name, spec in stored.items():
                 value = measured.get(name)
@@ -381,9 +381,14 @@ def raise_on_findings(run: ZooRun) -> None:
     """Exit code 1 with every finding listed, the way parity failures are reported."""
     if run.findings:
         lines = "; ".join(f"{f.target} {f.precision}: {f.message}" for f in run.findings)
-        raise ZooRegression(f"zoo entry '{run.entry.name}' regressed: {lines}.",
-                            hint=f"Fix the cause, or after a deliberate change: deploytool zoo run {run.entry.name} "
-                                 f"--update-baseline (rewrites {run.expected_file}).")
+        unstored = sorted({f.target.split("/")[0] for f in run.findings if f.message.startswith(NO_BASELINE)})
+        store = (f"Store the missing baselines: deploytool zoo run {run.entry.name} --target {','.join(unstored)} "
+                 f"--update-baseline (adds them to {run.expected_file}). ") if unstored else ""
+        what = "has no stored baseline" if len(unstored) and all(
+            f.message.startswith(NO_BASELINE) for f in run.findings) else "regressed"
+        raise ZooRegression(f"zoo entry '{run.entry.name}' {what}: {lines}.",
+                            hint=f"{store}Fix the cause, or after a deliberate change: deploytool zoo run "
+                                 f"{run.entry.name} --update-baseline (rewrites {run.expected_file}).")
 
 
 class ZooRegression(ParityFailed):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from deploytool.registry import zoo
-from deploytool.zoo import METRICS, Finding, baseline_from, compare_expected, entry, expected_path
+from deploytool.zoo import (METRICS, Finding, ZooRegression, ZooRun, baseline_from, compare_expected, entry,
+                            expected_path, raise_on_findings)
 
 FAST = {"digits", "text"}  # seconds each; the torchvision entries take 20-60 s to lower
 
@@ -99,7 +100,7 @@ def test_every_entry_has_a_committed_baseline_for_each_precision_it_builds():
         stored = json.loads(expected_path(name).read_text())
         recipe = entry(name).recipe
         assert stored["model"] == name
-        for target in ("android", "ios"):
+        for target in ("android", "ios", "server"):  # so `zoo run NAME --target all` compares every artifact
             assert set(stored["results"][target]) == set(recipe.precisions), (name, target)
         if recipe.fp32_only:  # an int8 failure is written down with its numbers, not hidden
             assert "dB" in recipe.fp32_only or "crash" in recipe.fp32_only, name
@@ -114,6 +115,19 @@ def test_regression_message_names_metric_expected_limit_and_baseline():
     bigger = {**measured, "sqnr_db": 34.0, "size_bytes": 1200}
     (finding,) = compare_expected({"android": {"int8": bigger}}, expected)
     assert finding.message.startswith("artifact size 1.2 KiB, expected <= 1.1 KiB")
+
+
+def test_a_missing_baseline_is_called_missing_with_the_command_that_stores_it(tmp_path):
+    measured = {"sqnr_db": 32.0, "run_error": None, "failed_checks": []}
+    stored = {"results": {"android": {"int8": {"sqnr_db": {"baseline": 32.0, "tolerance": 3.0}}}}}
+    findings = compare_expected({"android": {"int8": measured}, "server/model.pt2": {"int8": measured}}, stored)
+    assert [f.target for f in findings] == ["server/model.pt2"]
+    run = ZooRun(entry("digits"), "w", {}, findings, tmp_path / "expected.json", True)
+    with pytest.raises(ZooRegression) as raised:
+        raise_on_findings(run)
+    assert "digits' has no stored baseline: server/model.pt2 int8" in raised.value.message
+    assert "regressed" not in raised.value.message
+    assert "deploytool zoo run digits --target server --update-baseline" in raised.value.hint
 
 
 def test_new_baseline_keeps_hand_tuned_tolerances_and_untouched_targets():
