@@ -311,7 +311,8 @@ def zoo_job(spec: JobSpec) -> JobResult:
                     weights=Path(weights) if weights else None, calib_limit=spec.params.get("calib_limit"))
     metrics = dict(run.results.get(spec.target, {}).get(spec.recipe, {}))
     build_s = metrics.pop("build_s", None)
-    return JobResult(run.passed, metrics, [f.message for f in run.findings],
+    findings = [f.message if f.target == spec.target else f"{f.target}: {f.message}" for f in run.findings]
+    return JobResult(run.passed, metrics, findings,
                      {"weights": run.weights, "compared": run.compared},
                      {"build_s": build_s} if build_s is not None else {})
 
