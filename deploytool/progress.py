@@ -134,6 +134,12 @@ def deadline(label: str, timeout_s: float):
             # _thread.interrupt_main does not.
             signal.pthread_kill(main, signal.SIGINT)
 
+    # A background job of a non-interactive shell (`deploytool ... &`, a test runner's workers) starts with SIGINT
+    # ignored, and Python then installs no handler: the watchdog's signal would be lost and the hang go on.
+    previous = signal.getsignal(signal.SIGINT)
+    ignored = previous in (signal.SIG_IGN, signal.SIG_DFL, None)
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher = threading.Thread(target=watch, name="deploytool-deadline", daemon=True)
     watcher.start()
     try:
@@ -145,3 +151,5 @@ def deadline(label: str, timeout_s: float):
     finally:
         done.set()
         watcher.join()
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)

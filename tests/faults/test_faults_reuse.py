@@ -268,3 +268,17 @@ def test_a_checkpoint_asking_for_a_blocked_global_says_not_to_load_it(fault, pro
     result = fault("quantize", "--model", "model.py:build", "--weights", "ckpt.pt", "--calib", "calib.npy",
                    error=ModelLoadError, exit_code=2, fragments=("asks for posix.system", "hint: Do not load this file"))
     assert "weights_only` set to `False` will likely succeed" not in result.stderr
+
+
+def test_the_hang_watchdog_works_where_sigint_starts_ignored():
+    """`deploytool ... &` from a script (and a test runner's workers) starts with SIGINT ignored; the watchdog's
+    signal was lost there and a hung forward() ran forever."""
+    code = ("import signal, time\nfrom deploytool.progress import Overdue, deadline\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+            "try:\n    with deadline('the eager model on sample calib.npy#3', 1):\n        time.sleep(60)\n"
+            "except Overdue as exc:\n    print(exc)\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN, 'the ignored SIGINT is restored'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert done.returncode == 0, done.stderr
+    assert "calib.npy#3 did not finish within 1 s" in done.stdout
