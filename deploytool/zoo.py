@@ -312,8 +312,9 @@ def zoo_job(spec: JobSpec) -> JobResult:
     metrics = dict(run.results.get(spec.target, {}).get(spec.recipe, {}))
     build_s = metrics.pop("build_s", None)
     findings = [f.message if f.target == spec.target else f"{f.target}: {f.message}" for f in run.findings]
+    # A job for --target all measures several artifacts (android, server/model.pt2, ...): each gets its own row.
     return JobResult(run.passed, metrics, findings,
-                     {"weights": run.weights, "compared": run.compared},
+                     {"weights": run.weights, "compared": run.compared, "results": run.results},
                      {"build_s": build_s} if build_s is not None else {})
 
 

@@ -194,9 +194,8 @@ def _run_matrix(names: tuple[str, ...], executor, *, target: str | None, precisi
         run = runs.setdefault(name, ZooRun(entry(name), "", {}, [], expected_path(name), True))
         run.weights = report["details"].get("weights", run.weights)
         run.compared = report["details"].get("compared", run.compared)
-        if report["metrics"]:
-            run.results.setdefault(report["target"], {})[report["recipe"]] = {
-                **report["metrics"], "build_s": report["timings"].get("build_s", 0.0)}
+        for key, by_precision in report["details"].get("results", {}).items():
+            run.results.setdefault(key, {}).update(by_precision)
         run.findings += [Finding(report["target"], report["recipe"], message) for message in report["findings"]]
         if report["error"]:
             run.findings.append(Finding(report["target"], report["recipe"],
