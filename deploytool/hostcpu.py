@@ -24,18 +24,21 @@ INT8_ISAS = (
 SATURATING = frozenset({"AVX-512 (no VNNI)", "AVX2 (no VNNI)", "SSE4.1 (no VNNI)"})  # u8 x s8 via 16-bit sums
 
 
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo's text, or "" where there is none (not Linux): nothing is then known."""
+    try:
+        return CPUINFO.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     """The feature flags of the first CPU in /proc/cpuinfo text (x86 `flags`, Arm `Features`); empty if unknown.
 
     >>> sorted(cpu_flags("flags\\t\\t: fpu avx2 sse4_1\\n"))
     ['avx2', 'fpu', 'sse4_1']
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text(errors="replace")
-        except OSError:  # not Linux, or no /proc: nothing known
-            return frozenset()
-    for line in cpuinfo.splitlines():
+    for line in (read_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             return frozenset(value.split())
@@ -67,11 +70,7 @@ def host_cpu(cpuinfo: str | None = None) -> dict[str, str]:
     >>> host_cpu("model name\\t: AMD EPYC 7B13\\nflags\\t\\t: avx2 sse4_1\\n")
     {'model': 'AMD EPYC 7B13', 'int8': 'AVX2 (no VNNI)'}
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text(errors="replace")
-        except OSError:
-            cpuinfo = ""
+    cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     model = next((line.partition(":")[2].strip() for line in cpuinfo.splitlines()
                   if line.split(":")[0].strip() in ("model name", "Hardware", "CPU part")), "unknown")
     return {"model": model, "int8": int8_isa(cpu_flags(cpuinfo))}

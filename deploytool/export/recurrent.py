@@ -41,8 +41,6 @@ def recurrent_as_scan(program, *, lstm: bool = True):
     return program.run_decompositions(table)
 
 
-
-
 def _covered(node) -> bool:
     """No projections: each layer and direction has 2 weights (+2 biases), and an LSTM's h and c have one size."""
     import torch
