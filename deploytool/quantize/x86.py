@@ -17,6 +17,7 @@ from typing import Any
 
 from deploytool.errors import QuantizeError
 
+RECIPE_REVISION = 2  # part of the cached X86 program's key: bump it when x86_quantizer() changes (2: 7-bit weights)
 SEVEN_BIT = (-64, 63)  # int8 weights that cannot saturate u8 x s8 pair sums: 255 * 64 * 2 = 32640 <= 32767
 WEIGHTS_NOTE = ("uint8 activations; per-channel weights in 7 bits (-64..63) for oneDNN's u8 x s8 kernels, which "
                 "sum pairs in 16 bits on x86-64 without VNNI, 8 bits in depthwise convolutions")

@@ -278,13 +278,10 @@ def x86_int8_program(prepared: Prepared) -> Any:
     from deploytool.export import load_program, save_program
     from deploytool.fsutil import atomic_write_json
     from deploytool.progress import SILENCE_S, timed_stage
-    from deploytool.quantize.x86 import quantize_x86
-
-    from deploytool.quantize.x86 import WEIGHTS_NOTE
+    from deploytool.quantize.x86 import RECIPE_REVISION, quantize_x86
 
     folder = prepared.config.output_dir / QUANT_DIR
-    recipe = hashlib.sha256(WEIGHTS_NOTE.encode()).hexdigest()[:8]  # a changed X86 recipe quantizes again
-    key = f"{prepared.cache_key()}-dynamic={prepared.config.dynamic_batch}-x86={recipe}"
+    key = f"{prepared.cache_key()}-dynamic={prepared.config.dynamic_batch}-x86={RECIPE_REVISION}"
     if ("x86_int8", key, folder) in prepared.memo:  # the AOTI writer and the cross-check both ask, in one run
         return prepared.memo["x86_int8", key, folder]
     record_path, program_path = folder / X86_RECORD, folder / X86_PROGRAM
